@@ -1,0 +1,34 @@
+"""Test tiers: pure tests always run; `host` tests need a real ComfyUI; `slow` ones need ANIMEKIT_SLOW=1."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from support.host import boot, find_comfyui
+
+COMFYUI_ROOT, COMFYUI_REASON = find_comfyui()
+RUN_SLOW = os.environ.get("ANIMEKIT_SLOW") == "1"
+
+
+def pytest_report_header(config):
+    return [f"animekit host tier: {COMFYUI_REASON}", f"animekit slow tier: {'on' if RUN_SLOW else 'off (ANIMEKIT_SLOW=1)'}"]
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_host = pytest.mark.skip(reason=f"host tier skipped: {COMFYUI_REASON}")
+    skip_slow = pytest.mark.skip(reason="slow tier skipped: set ANIMEKIT_SLOW=1 to run it")
+    for item in items:
+        if "host" in item.keywords and COMFYUI_ROOT is None:
+            item.add_marker(skip_host)
+        if "slow" in item.keywords and not RUN_SLOW:
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="session")
+def comfy_host():
+    """A booted ComfyUI with this pack loaded through its own loader."""
+    if COMFYUI_ROOT is None:
+        pytest.skip(f"host tier skipped: {COMFYUI_REASON}")
+    return boot(COMFYUI_ROOT)

@@ -1,0 +1,92 @@
+"""Find and boot a real ComfyUI in-process for the host tier.
+
+ComfyUI is found through `COMFYUI_PATH`, or because this pack sits in a ComfyUI's `custom_nodes/`.
+The pack is then loaded through ComfyUI's own loader (`nodes.load_custom_node`), exactly as the
+server does at start-up, so the node classes under test are the ones a user gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parents[2]
+
+
+def find_comfyui() -> tuple[Path | None, str]:
+    """Return (ComfyUI root, reason) — root is None when the host tier must skip."""
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if (root / "comfy").is_dir() and (root / "nodes.py").is_file():
+            return root, f"ComfyUI at {root}"
+        return None, f"COMFYUI_PATH={env} is not a ComfyUI checkout (no comfy/ and nodes.py)"
+    parent = PACK_ROOT.parent
+    if parent.name == "custom_nodes" and (parent.parent / "nodes.py").is_file():
+        return parent.parent, f"ComfyUI at {parent.parent} (pack in custom_nodes/)"
+    return None, "no ComfyUI: set COMFYUI_PATH to a ComfyUI checkout to run the host tier"
+
+
+def _stub_torchvision() -> None:
+    """ComfyUI imports torchvision at module level but uses it lazily; CPU-only test envs lack it."""
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+    stub = Path(tempfile.mkdtemp(prefix="animekit-tvstub-"))
+    (stub / "torchvision" / "transforms").mkdir(parents=True)
+    (stub / "torchvision" / "__init__.py").write_text("")
+    (stub / "torchvision" / "transforms" / "__init__.py").write_text("")
+    sys.path.append(str(stub))
+
+
+@dataclass
+class ComfyHost:
+    root: Path
+    pack_module: str
+    node_ids: list[str]
+
+    @property
+    def nodes(self):
+        import nodes
+
+        return nodes
+
+    def node_class(self, node_id: str):
+        return self.nodes.NODE_CLASS_MAPPINGS[node_id]
+
+
+_HOST: ComfyHost | None = None
+
+
+def boot(root: Path) -> ComfyHost:
+    """Import ComfyUI from `root` (CPU unless CUDA is present) and load this pack through it."""
+    global _HOST
+    if _HOST is not None:
+        return _HOST
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    _stub_torchvision()
+    import torch
+    import comfy.options
+
+    comfy.options.enable_args_parsing(False)
+    from comfy.cli_args import args
+
+    if not torch.cuda.is_available():
+        args.cpu = True
+    import comfy.model_management  # noqa: F401  (reads args.cpu)
+    import nodes
+
+    asyncio.run(nodes.init_builtin_extra_nodes())
+    before = set(nodes.NODE_CLASS_MAPPINGS)
+    ok = asyncio.run(nodes.load_custom_node(str(PACK_ROOT)))
+    if not ok:
+        raise RuntimeError(f"ComfyUI failed to load the AnimeKit pack from {PACK_ROOT}; see the log above")
+    added = sorted(set(nodes.NODE_CLASS_MAPPINGS) - before)
+    module_name = str(PACK_ROOT).replace(".", "_x_")
+    _HOST = ComfyHost(root=root, pack_module=module_name, node_ids=added)
+    return _HOST

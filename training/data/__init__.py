@@ -1,0 +1,1 @@
+"""Datasets: image folders with tag captions, the caption pipeline, buckets and caches."""
