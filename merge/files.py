@@ -1,0 +1,60 @@
+"""Safe file output shared by the merger and the trainer: atomic writes and folder-bound paths.
+
+A crash, a cancel or a full disk must never leave a half-written model where a finished one is
+expected, and a user-supplied name must never write outside the folder it belongs in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+def resolve_inside(folder: str | os.PathLike, name: str | os.PathLike, *, what: str = "output path") -> Path:
+    """Join `name` under `folder`, refusing anything (`..`, absolute paths, links) that escapes it."""
+    base = Path(folder).resolve()
+    target = (base / name).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{what} {str(name)!r} escapes the folder {str(base)!r}; give a name inside it")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success fsync it and rename it over `path`.
+
+    On any exception the temporary file is removed and `path` is left untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def save_safetensors_atomic(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write a safetensors file atomically (tensors are made contiguous; metadata values must be str)."""
+    from safetensors.torch import save_file
+
+    clean = {k: v.contiguous() for k, v in tensors.items()}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    with atomic_output(path) as tmp:
+        save_file(clean, str(tmp), metadata=meta)
+    return Path(path)
