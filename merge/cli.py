@@ -1,0 +1,5 @@
+"""CLI subcommands for this area (placeholder)."""
+
+
+def register(sub) -> None:
+    """Add this area's subcommands to the `animekit` parser."""
