@@ -50,3 +50,20 @@ def nearest_bucket(width: int, height: int, buckets: list[Size]) -> Size:
         raise ValueError("buckets must not be empty")
     target = log_aspect(width, height)
     return min(buckets, key=lambda b: (abs(log_aspect(*b) - target), -b[0] * b[1]))
+
+
+def no_upscale_bucket(width: int, height: int, resolution: int, step: int = 64, max_size: int | None = None) -> Size | None:
+    """kohya's `bucket_no_upscale`: the image's own bucket, never larger than the image.
+
+    An image over the area `resolution²` is first scaled down (aspect kept) to that area; each side is
+    then floored to a multiple of `step` (and capped at `max_size`), so the bucket fits inside the
+    image and the area. None when a side is shorter than one `step` (too small to train on)."""
+    log_aspect(width, height)
+    if step <= 0 or step % 8:
+        raise ValueError(f"step must be a positive multiple of 8 (latent stride), got {step}")
+    area = resolution * resolution
+    if width * height > area:  # floor(side * sqrt(area / (w * h))) in exact integer arithmetic
+        width, height = math.isqrt(area * width // height), math.isqrt(area * height // width)
+    cap = (max_size if max_size is not None else max(width, height)) // step * step
+    bucket = (min(cap, width // step * step), min(cap, height // step * step))
+    return bucket if min(bucket) >= step else None

@@ -62,11 +62,11 @@ class ComfyHost:
 _HOST: ComfyHost | None = None
 
 
-def boot(root: Path) -> ComfyHost:
-    """Import ComfyUI from `root` (CPU unless CUDA is present) and load this pack through it."""
-    global _HOST
-    if _HOST is not None:
-        return _HOST
+def import_comfy(root: Path) -> None:
+    """Make ComfyUI at `root` importable (CPU unless CUDA is present) without loading any nodes.
+
+    Enough for scripts that only need `comfy.*` (e.g. tests/support/make_key_layouts.py).
+    """
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     _stub_torchvision()
@@ -79,6 +79,14 @@ def boot(root: Path) -> ComfyHost:
     if not torch.cuda.is_available():
         args.cpu = True
     import comfy.model_management  # noqa: F401  (reads args.cpu)
+
+
+def boot(root: Path) -> ComfyHost:
+    """Import ComfyUI from `root` (CPU unless CUDA is present) and load this pack through it."""
+    global _HOST
+    if _HOST is not None:
+        return _HOST
+    import_comfy(root)
     import nodes
 
     asyncio.run(nodes.init_builtin_extra_nodes())

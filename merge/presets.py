@@ -1,0 +1,157 @@
+"""Named block-weight presets (26 SD1.x-layout values) and their SDXL form by resolution level.
+
+The shipped book (``mbw-presets.tsv`` next to this file) holds the AnimeDiffusion seed's two
+presets, HIGHRES_REPLACE and LOWRES_REPLACE, then the SuperMerger preset names. User books use the
+same TSV format: a ``preset_name<TAB>preset_weights`` header, then one preset per line with 26
+comma-separated numbers, BASE first; each value is the fraction of model B (0 = A, 1 = B).
+
+Why not cut 26 values to 20 by position (SuperMerger, its issue #468): SD1.x has four resolution
+levels and SDXL three, so the SD1 output blocks OUT00..OUT08 are its low-resolution half while SDXL's
+OUT00..OUT08 cover every level. Presets are mapped by resolution level instead (sizes for a 512 px
+SD1 / 1024 px SDXL image; both latents are image/8):
+
+=========================  =====================  ===================
+level (latent scale)       SD1.x blocks            SDXL blocks
+=========================  =====================  ===================
+conv_in + time/label emb   IN00                    IN00
+image/8  (64 | 128 px)     IN01-02, IN03 (down)    IN01-02, IN03 (down)
+image/16 (32 | 64 px)      IN04-05, IN06 (down)    IN04-05, IN06 (down)
+image/32 (16 | 32 px)      IN07-08                 IN07-08
+image/64 (8 px, SD1 only)  IN09 (down), IN10-11    -- (dropped)
+middle                     M00                     M00
+image/64 (SD1 only)        OUT00-02                -- (dropped)
+image/32                   OUT03-05                OUT00-02
+image/16                   OUT06-08                OUT03-05
+image/8 + final out.*      OUT09-11                OUT06-08
+=========================  =====================  ===================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .blocks import SD1, SDXL, Architecture
+
+BUILTIN_PRESETS = Path(__file__).with_name("mbw-presets.tsv")
+SEED_PRESETS = ("HIGHRES_REPLACE", "LOWRES_REPLACE")
+
+# SDXL block -> the SD1.x block at the same resolution level (table above).
+SDXL_FROM_SD1: dict[str, str] = {
+    "BASE": "BASE",
+    **{f"IN{i:02d}": f"IN{i:02d}" for i in range(9)},
+    "M00": "M00",
+    **{f"OUT{i:02d}": f"OUT{i + 3:02d}" for i in range(9)},
+}
+
+
+def sd1_to_sdxl(values: Sequence[float]) -> tuple[float, ...]:
+    """Map 26 SD1.x-layout weights onto the 20 SDXL blocks by resolution level."""
+    if len(values) != SD1.weight_count:
+        raise ValueError(f"an SD1.x-layout weight list has {SD1.weight_count} values, got {len(values)}")
+    by_block = dict(zip(SD1.blocks, values))
+    return tuple(by_block[SDXL_FROM_SD1[block]] for block in SDXL.blocks)
+
+
+def for_architecture(values: Sequence[float], arch: Architecture) -> tuple[float, ...]:
+    """26 SD1.x-layout values as the weight vector of `arch`."""
+    return tuple(values) if arch is SD1 else sd1_to_sdxl(values)
+
+
+@dataclass(frozen=True)
+class PresetBook:
+    """Preset name -> 26 SD1.x-layout values; `sources` says which file each came from."""
+
+    presets: Mapping[str, tuple[float, ...]]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.presets)
+
+    def get(self, name: str) -> tuple[float, ...]:
+        key = name.strip()
+        if key in self.presets:
+            return self.presets[key]
+        folded = {n.upper(): n for n in self.presets}
+        if key.upper() in folded:
+            return self.presets[folded[key.upper()]]
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(self.names)}")
+
+    def with_file(self, path: str | os.PathLike) -> "PresetBook":
+        """This book plus the presets of a user TSV (a user preset replaces a shipped one of that name)."""
+        extra = read_preset_file(path)
+        merged = dict(self.presets)
+        merged.update(extra)
+        sources = dict(self.sources)
+        sources.update({name: str(path) for name in extra})
+        return PresetBook(merged, sources)
+
+
+def parse_preset_values(text: str, *, where: str) -> tuple[float, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    values = []
+    for index, part in enumerate(parts, 1):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{where}: value {index} ({part!r}) is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: value {index} ({part!r}) is not a finite number")
+        values.append(value)
+    if len(values) != SD1.weight_count:
+        raise ValueError(
+            f"{where}: a preset needs {SD1.weight_count} values in the SD1.x layout "
+            f"({SD1.layout_text()}), got {len(values)}"
+        )
+    return tuple(values)
+
+
+def read_preset_file(path: str | os.PathLike) -> dict[str, tuple[float, ...]]:
+    """Read a preset TSV (header, then ``name<TAB>v1,...,v26``); blank lines and ``#`` comments skipped."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"preset file {str(source)!r} does not exist") from None
+    presets: dict[str, tuple[float, ...]] = {}
+    header_seen = False
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not header_seen:
+            header_seen = True
+            if line.split("\t")[0].strip().lower() == "preset_name":
+                continue
+        cells = [c for c in raw.rstrip("\r\n").split("\t") if c.strip()]
+        where = f"{source.name} line {number}"
+        if len(cells) != 2:
+            raise ValueError(f"{where}: expected 'name<TAB>comma-separated weights', got {raw.strip()!r}")
+        name = cells[0].strip()
+        if name in presets:
+            raise ValueError(f"{where}: preset {name!r} is defined twice")
+        presets[name] = parse_preset_values(cells[1], where=f"{where} ({name})")
+    if not presets:
+        raise ValueError(f"preset file {str(source)!r} holds no presets")
+    return presets
+
+
+_BUILTIN: PresetBook | None = None
+
+
+def builtin_presets() -> PresetBook:
+    """The shipped presets: the seed's two first, then SuperMerger's names."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        presets = read_preset_file(BUILTIN_PRESETS)
+        _BUILTIN = PresetBook(presets, {name: "shipped" for name in presets})
+    return _BUILTIN
+
+
+def load_presets(user_file: str | os.PathLike | None = None) -> PresetBook:
+    book = builtin_presets()
+    return book.with_file(user_file) if user_file else book

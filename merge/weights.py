@@ -1,0 +1,114 @@
+"""Turn a preset name or a typed weight list into one weight per block of an architecture.
+
+A weight is the fraction of model B for that block (SuperMerger's alpha: 0 = A, 1 = B).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .blocks import SD1, SDXL, Architecture
+from .presets import PresetBook, builtin_presets, for_architecture
+
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class BlockWeights:
+    """The weight of model B per block of `arch`, and where the numbers came from."""
+
+    arch: Architecture
+    values: tuple[float, ...]
+    source: str
+
+    def __post_init__(self):
+        if len(self.values) != self.arch.weight_count:
+            raise ValueError(f"{self.arch.label} needs {self.arch.weight_count} weights, got {len(self.values)}")
+
+    def of(self, block: str) -> float:
+        return self.values[self.arch.blocks.index(block)]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.arch.blocks, self.values))
+
+    def as_text(self) -> str:
+        return ",".join(_fmt(v) for v in self.values)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def parse_weight_list(text: str) -> tuple[float, ...]:
+    """Numbers separated by commas and/or whitespace; every one must be finite."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    if not parts:
+        raise ValueError("the weights list is empty")
+    values = []
+    for index, part in enumerate(parts, 1):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"weight {index} ({part!r}) is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"weight {index} ({part!r}) is not a finite number")
+        values.append(value)
+    return tuple(values)
+
+
+def _count_error(arch: Architecture, got: int) -> ValueError:
+    if arch is SDXL:
+        need = (
+            f"SDXL needs {SDXL.weight_count} weights ({SDXL.layout_text()}), or {SD1.weight_count} "
+            f"SD1.x-layout weights that are mapped by resolution level"
+        )
+    else:
+        need = f"SD1.x needs {SD1.weight_count} weights ({SD1.layout_text()})"
+    return ValueError(f"{need}; got {got}")
+
+
+def weights_from_values(values: Sequence[float], arch: Architecture, *, source: str = "custom") -> BlockWeights:
+    """Accept the architecture's own count; on SDXL also 26 SD1.x values, mapped by resolution level."""
+    values = tuple(float(v) for v in values)
+    if len(values) == arch.weight_count:
+        return BlockWeights(arch, values, source)
+    if arch is SDXL and len(values) == SD1.weight_count:
+        return BlockWeights(arch, for_architecture(values, SDXL), f"{source} (26 SD1.x values mapped to SDXL by resolution level)")
+    raise _count_error(arch, len(values))
+
+
+def resolve_weights(
+    arch: Architecture,
+    preset: str | None = None,
+    weights: str | Sequence[float] | None = None,
+    book: PresetBook | None = None,
+) -> BlockWeights:
+    """Exactly one of a preset name (not 'custom') or a weight list gives the per-block weights."""
+    book = book or builtin_presets()
+    preset = (preset or "").strip()
+    has_list = weights is not None and (not isinstance(weights, str) or weights.strip() != "")
+    use_preset = preset not in ("", CUSTOM)
+    if use_preset and has_list:
+        raise ValueError(
+            f"both preset {preset!r} and a weights list were given; set the preset to '{CUSTOM}' to use "
+            f"the list, or clear the list to use the preset"
+        )
+    if use_preset:
+        values = book.get(preset)
+        mapped = " (mapped to SDXL by resolution level)" if arch is SDXL else ""
+        return BlockWeights(arch, for_architecture(values, arch), f"preset {preset}{mapped}")
+    if not has_list:
+        raise ValueError(
+            f"no weights: choose a preset or give {arch.weight_count} weights ({arch.layout_text()}); "
+            f"known presets: {', '.join(book.names)}"
+        )
+    if isinstance(weights, str):
+        if weights.strip() in book.presets:
+            raise ValueError(f"{weights.strip()!r} is a preset name: choose it as the preset, not as the weights list")
+        values = parse_weight_list(weights)
+    else:
+        values = tuple(weights)
+    return weights_from_values(values, arch)
