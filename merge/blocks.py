@@ -162,11 +162,9 @@ def identify(shapes: Mapping[str, Sequence[int] | None]) -> Identification:
     if has_label and n_in == 12:
         return Identification(None, "an SDXL refiner (not supported: block merges need SD1.x or SDXL base)")
     if not has_label and n_in == 12 and n_out == 12:
-        context = _context_dim(rels)
-        if context == 1024 or any(k.startswith("cond_stage_model.model.") for k in keys):
+        # SD2.x has SD1's keys; its 1024-wide cross-attention (OpenCLIP-H) gives it away.
+        if _context_dim(rels) == 1024 or any(k.startswith("cond_stage_model.model.") for k in keys):
             return Identification(None, "an SD2.x model (not supported: block merges need SD1.x or SDXL)")
-        if context not in (None, 768):
-            return Identification(None, f"an SD1-shaped UNet with cross-attention width {context} (unknown family)")
         return Identification(SD1, SD1.label)
     return Identification(
         None,
@@ -211,3 +209,16 @@ def require_same_architecture(named: Mapping[str, Mapping[str, Sequence[int] | N
         problem = "unsupported architecture" if None in archs else "mixed architectures"
         raise ValueError(f"cannot block-merge these models ({problem}): {listing}")
     return archs.pop()
+
+
+def canonical_key(key: str) -> str:
+    """The ComfyUI name of a checkpoint key where one exists, so seeds agree between graph and file."""
+    if key.startswith(CKPT_UNET):
+        return COMFY_UNET + key[len(CKPT_UNET):]
+    if key.startswith(SD1_TEXT_PREFIX):
+        return "clip_l." + key[len(SD1_TEXT_PREFIX):]
+    if key.startswith(SDXL_TEXT_PREFIX + "0."):
+        return "clip_l." + key[len(SDXL_TEXT_PREFIX) + 2:]
+    if key.startswith(SDXL_TEXT_PREFIX + "1."):
+        return "clip_g." + key[len(SDXL_TEXT_PREFIX) + 2:]
+    return key

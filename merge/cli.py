@@ -1,5 +1,110 @@
-"""CLI subcommands for this area (placeholder)."""
+"""`animekit merge` (block-weighted file merge) and `animekit merge-presets` (list the presets)."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+
+from .blocks import ARCHITECTURES
+from .checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints, plan_checkpoint_merge
+from .explain import explain
+from .methods import METHODS, WEIGHTED_SUM, MergeMethod
+from .plan import VAE_KEEP
+from .presets import for_architecture, load_presets
+from .weights import WeightChoice
+
+WEIGHT_HELP = "weight = fraction of model B (0 = A, 1 = B)"
 
 
 def register(sub) -> None:
     """Add this area's subcommands to the `animekit` parser."""
+    merge = sub.add_parser(
+        "merge",
+        help="block-weighted (MBW) merge of two SD1.x / SDXL checkpoints into a .safetensors file",
+        description=(
+            "Merge model B into model A block by block, streaming tensor by tensor. Each block weight is the "
+            f"fraction of model B ({WEIGHT_HELP}). SD1.x takes 26 weights (BASE, IN00..IN11, M00, OUT00..OUT11), "
+            "SDXL 20 (BASE, IN00..IN08, M00, OUT00..OUT08) or 26 SD1.x-layout ones mapped by resolution level."
+        ),
+    )
+    merge.add_argument("model_a", help="model A (.safetensors, or .ckpt loaded with weights_only)")
+    merge.add_argument("model_b", help="model B")
+    merge.add_argument("--base", dest="model_c", help="base model C for add-difference, ties and dare")
+    choice = merge.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--preset", help=f"preset name ({WEIGHT_HELP}); see `animekit merge-presets`")
+    choice.add_argument("--weights", help=f"comma-separated block weights, BASE first ({WEIGHT_HELP})")
+    merge.add_argument("--presets", dest="preset_file", help="extra preset TSV (preset_name<TAB>26 comma-separated weights)")
+    merge.add_argument("--method", choices=METHODS, default=WEIGHTED_SUM, help="per-block formula (default weighted-sum)")
+    merge.add_argument("--density", type=float, default=0.5, help="ties/dare: fraction of B-C kept (default 0.5)")
+    merge.add_argument("--seed", type=int, default=0, help="dare: seed of the drop mask (default 0)")
+    merge.add_argument("--dtype", choices=list(OUTPUT_DTYPES), default="fp16", help="output float dtype (default fp16; keep = A's)")
+    merge.add_argument("--vae", default=VAE_KEEP, metavar="merge|FILE", help="merge the VAE under BASE, or bake in a VAE file (default: keep A's)")
+    merge.add_argument("--explain", action="store_true", help="print the per-block report; without -o, plan only and write nothing")
+    merge.add_argument("-o", "--output", help="output .safetensors path")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    merge.add_argument("--quiet", action="store_true", help="no progress bar")
+    merge.set_defaults(run=run_merge)
+
+    presets = sub.add_parser("merge-presets", help="list block-merge presets (26 SD1.x values; SDXL form with --arch sdxl)")
+    presets.add_argument("--presets", dest="preset_file", help="extra preset TSV to include")
+    presets.add_argument("--arch", choices=list(ARCHITECTURES), default="sd1", help="show the values for this architecture")
+    presets.set_defaults(run=run_presets)
+
+
+def _config(args: argparse.Namespace) -> FileMergeConfig:
+    return FileMergeConfig(
+        model_a=args.model_a,
+        model_b=args.model_b,
+        model_c=args.model_c,
+        output=args.output or "plan-only.safetensors",
+        weights=WeightChoice(preset=args.preset, weights=args.weights, preset_file=args.preset_file),
+        method=MergeMethod(args.method, density=args.density, seed=args.seed),
+        dtype=args.dtype,
+        vae=args.vae,
+        overwrite=args.overwrite,
+    )
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    if args.output is None and not args.explain:
+        raise ValueError("give -o OUTPUT.safetensors (or --explain alone to plan without writing)")
+    config = _config(args)
+    if args.output is None:
+        print(explain(plan_checkpoint_merge(config)), end="")
+        return 0
+    bars = []
+
+    def progress(done: int, total: int) -> None:
+        if args.quiet:
+            return
+        if not bars:  # created on the first slice, so input errors print without a bar
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=total, unit="B", unit_scale=True, desc="merging", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = merge_checkpoints(config, progress=progress)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            print(f"animekit merge: error: {exc.strerror}", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        for bar in bars:
+            bar.close()
+    if args.explain:
+        print(result.report, end="")
+    print(f"wrote {result.path} ({result.bytes_written / 1e9:.2f} GB, {result.plan.arch.label}, {result.plan.weights.source})", file=sys.stderr)
+    return 0
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    book = load_presets(args.preset_file)
+    arch = ARCHITECTURES[args.arch]
+    print(f"# {arch.label}: {arch.layout_text()}; {WEIGHT_HELP}")
+    for name in book.names:
+        values = for_architecture(book.presets[name], arch)
+        print(f"{name}\t{','.join(f'{v:.6g}' for v in values)}")
+    return 0

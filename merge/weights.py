@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .blocks import SD1, SDXL, Architecture
-from .presets import PresetBook, builtin_presets, for_architecture
+from .presets import PresetBook, builtin_presets, for_architecture, load_presets
 
 CUSTOM = "custom"
 
@@ -112,3 +112,15 @@ def resolve_weights(
     else:
         values = tuple(weights)
     return weights_from_values(values, arch)
+
+
+@dataclass(frozen=True)
+class WeightChoice:
+    """What the user asked for, before the architecture is known: a preset or a list (+ a preset file)."""
+
+    preset: str | None = None
+    weights: str | tuple[float, ...] | None = None
+    preset_file: str | None = None
+
+    def resolve(self, arch: Architecture) -> BlockWeights:
+        return resolve_weights(arch, self.preset, self.weights, load_presets(self.preset_file))

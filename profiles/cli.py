@@ -1,5 +1,80 @@
-"""CLI subcommands for this area (placeholder)."""
+"""`animekit prompt` (tags -> ordered positive + negative for a profile) and `animekit buckets`
+(kohya aspect buckets, one `WxH` per line)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .categories import category_source
+from .profile import DEFAULT_PROFILE, PERIOD_LEVELS, RATING_LEVELS, load_profile
+from .prompt import NEGATIVE_CHOICES, QUALITY_CHOICES, PromptRequest, build_prompt
+from .resolutions import kohya_buckets
 
 
 def register(sub) -> None:
     """Add this area's subcommands to the `animekit` parser."""
+    prompt = sub.add_parser(
+        "prompt",
+        help="normalise and order Danbooru tags for a model profile",
+        description="Normalise TAGS (underscores, escapes, duplicates), sort them into the profile's tag "
+        "order, add its quality and modifier tags, and print the positive and negative prompts.",
+    )
+    prompt.add_argument("tags", metavar="TAGS", help='comma-separated tags, e.g. "1girl, ganyu_(genshin_impact), smile"')
+    prompt.add_argument("--profile", default=DEFAULT_PROFILE, help=f"model profile id (default {DEFAULT_PROFILE})")
+    prompt.add_argument("--json", action="store_true", help='print {"positive": ..., "negative": ...}')
+    prompt.add_argument("--quality", choices=QUALITY_CHOICES, default="default", help="add the profile's quality tags (default) or not")
+    prompt.add_argument("--rating", default="none", help=f"none or one of {', '.join(RATING_LEVELS)}")
+    prompt.add_argument("--year", default="none", help=f"none, a period ({', '.join(PERIOD_LEVELS)}) or a year such as 2020")
+    prompt.add_argument("--aesthetic", default="none", help="none or one of the profile's aesthetic tags")
+    prompt.add_argument("--no-sfw-guard", dest="sfw_guard", action="store_false",
+                        help="don't add the general rating to the positive and NSFW ratings to the negative")
+    prompt.add_argument("--negative", choices=NEGATIVE_CHOICES, default="default", help="the profile's negative prompt (default) or none")
+    prompt.add_argument("--extra-negative", default="", help="tags appended to the negative prompt")
+    prompt.add_argument("--tags-csv", metavar="CSV", help="a1111 tagcomplete danbooru.csv for tag categories (character, series, artist ...)")
+    prompt.set_defaults(run=run_prompt)
+
+    buckets = sub.add_parser(
+        "buckets",
+        help="print kohya aspect-ratio buckets, one WxH per line",
+        description="kohya sd-scripts' bucket rule (area = resolution^2, sides in steps). Give --profile for "
+        "its training buckets, or --resolution (with --min/--max/--step, default resolution/2, resolution*2, 64).",
+    )
+    buckets.add_argument("--profile", help="use this profile's bucket settings")
+    buckets.add_argument("--resolution", type=int, help="bucket area is resolution^2 (e.g. 512, 1024)")
+    buckets.add_argument("--min", dest="min_size", type=int, help="smallest side")
+    buckets.add_argument("--max", dest="max_size", type=int, help="largest side")
+    buckets.add_argument("--step", type=int, help="side step (multiple of 8)")
+    buckets.set_defaults(run=run_buckets)
+
+
+def run_prompt(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile)
+    request = PromptRequest(
+        tags=args.tags, quality=args.quality, rating=args.rating, year=args.year, aesthetic=args.aesthetic,
+        sfw_guard=args.sfw_guard, negative=args.negative, extra_negative=args.extra_negative,
+    )
+    built = build_prompt(profile, request, category_source(args.tags_csv))
+    if args.json:
+        print(json.dumps({"positive": built.positive, "negative": built.negative}, ensure_ascii=False))
+    else:
+        print(f"positive: {built.positive}")
+        print(f"negative: {built.negative}")
+    return 0
+
+
+def run_buckets(args: argparse.Namespace) -> int:
+    if args.profile is None and args.resolution is None:
+        raise ValueError("give --profile ID or --resolution R")
+    if args.profile is not None:
+        settings = load_profile(args.profile).buckets
+        resolution, min_size, max_size, step = settings.resolution, settings.min_size, settings.max_size, settings.step
+    else:
+        resolution, min_size, max_size, step = args.resolution, args.resolution // 2, args.resolution * 2, 64
+    resolution = args.resolution if args.resolution is not None else resolution
+    min_size = args.min_size if args.min_size is not None else min_size
+    max_size = args.max_size if args.max_size is not None else max_size
+    step = args.step if args.step is not None else step
+    for width, height in kohya_buckets(resolution, min_size, max_size, step):
+        print(f"{width}x{height}")
+    return 0

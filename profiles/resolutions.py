@@ -1,4 +1,5 @@
-"""Bucket arithmetic: kohya's aspect-ratio bucket rule and nearest-bucket by log aspect ratio.
+"""Bucket and size arithmetic: kohya's aspect-ratio bucket rule, nearest bucket by log aspect
+ratio, size checks (multiples of 8), hires-fix targets, SDXL size conditioning and cover-crop boxes.
 
 Shared by the resolution nodes, the `animekit buckets` CLI and the trainer's bucketing, so a size
 the user picks in the graph is exactly a size the trainer would have trained at.
@@ -7,6 +8,7 @@ the user picks in the graph is exactly a size the trainer would have trained at.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 Size = tuple[int, int]
 
@@ -67,3 +69,86 @@ def no_upscale_bucket(width: int, height: int, resolution: int, step: int = 64, 
     cap = (max_size if max_size is not None else max(width, height)) // step * step
     bucket = (min(cap, width // step * step), min(cap, height // step * step))
     return bucket if min(bucket) >= step else None
+
+
+def check_multiple(value: int, name: str, multiple: int = 8) -> int:
+    """Latent sizes are image sizes / 8: anything else is cropped or padded by the VAE."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value % multiple:
+        raise ValueError(f"{name} must be a multiple of {multiple}, got {value}")
+    return value
+
+
+def parse_size(text: str, name: str = "size", multiple: int = 8) -> Size:
+    """`832x1216` -> (832, 1216); both sides must be multiples of `multiple`."""
+    parts = str(text).strip().lower().split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"{name} must look like WIDTHxHEIGHT (e.g. 832x1216), got {text!r}")
+    width, height = (int(part) for part in parts)
+    check_multiple(width, f"{name} width", multiple)
+    check_multiple(height, f"{name} height", multiple)
+    return width, height
+
+
+def hires_size(width: int, height: int, scale: float, multiple: int = 8) -> Size:
+    """Target of a hires-fix pass: the size times `scale`, each side rounded to the nearest
+    `multiple` (8 for the latent stride, 64 to stay on the bucket grid)."""
+    check_multiple(width, "width", 8)
+    check_multiple(height, "height", 8)
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 1.0:
+        raise ValueError(f"hires scale must be a number >= 1.0, got {scale!r}")
+    if multiple <= 0 or multiple % 8:
+        raise ValueError(f"hires multiple must be a positive multiple of 8, got {multiple}")
+
+    def side(value: int) -> int:
+        return max(multiple, int(math.floor(value * scale / multiple + 0.5)) * multiple)
+
+    return side(width), side(height)
+
+
+@dataclass(frozen=True)
+class SizeConditioning:
+    """SDXL micro-conditioning, named as CLIPTextEncodeSDXL's inputs: the size the image came from
+    (width, height), where it was cropped (crop_w, crop_h) and the bucket it was made at
+    (target_width, target_height)."""
+
+    width: int
+    height: int
+    crop_w: int
+    crop_h: int
+    target_width: int
+    target_height: int
+
+
+def sdxl_size_conditioning(target: Size, original: Size | None = None, crop: tuple[int, int] = (0, 0)) -> SizeConditioning:
+    """For generating at a bucket: original = target, no crop (what well-bucketed training data
+    looked like). A trainer passes the image's own size and its crop offsets."""
+    target_width, target_height = target
+    check_multiple(target_width, "target width", 8)
+    check_multiple(target_height, "target height", 8)
+    width, height = original if original is not None else target
+    crop_w, crop_h = crop
+    for name, value in (("original width", width), ("original height", height)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in (("crop_w", crop_w), ("crop_h", crop_h)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return SizeConditioning(width, height, crop_w, crop_h, target_width, target_height)
+
+
+def cover_crop_box(src_width: int, src_height: int, dst_width: int, dst_height: int) -> tuple[int, int, int, int]:
+    """The centred region (left, top, width, height) of a source image with the target's aspect
+    ratio: scaled to the target it covers it exactly, cropping the overhang evenly."""
+    for name, value in (("source width", src_width), ("source height", src_height),
+                        ("target width", dst_width), ("target height", dst_height)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if src_width * dst_height > src_height * dst_width:  # source wider than target: crop the sides
+        width = max(1, min(src_width, round(src_height * dst_width / dst_height)))
+        height = src_height
+    else:
+        width = src_width
+        height = max(1, min(src_height, round(src_width * dst_height / dst_width)))
+    return (src_width - width) // 2, (src_height - height) // 2, width, height

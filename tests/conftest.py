@@ -16,9 +16,16 @@ def pytest_report_header(config):
     return [f"animekit host tier: {COMFYUI_REASON}", f"animekit slow tier: {'on' if RUN_SLOW else 'off (ANIMEKIT_SLOW=1)'}"]
 
 
+def _needs_host(item) -> bool:
+    return "host" in item.keywords or "comfy_host" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(config, items):
     skip_host = pytest.mark.skip(reason=f"host tier skipped: {COMFYUI_REASON}")
     skip_slow = pytest.mark.skip(reason="slow tier skipped: set ANIMEKIT_SLOW=1 to run it")
+    # Booting ComfyUI imports `comfy` for the rest of the session: run pure tests first, so they
+    # see a process without ComfyUI however the suite is invoked (stable sort keeps file order).
+    items.sort(key=_needs_host)
     for item in items:
         if "host" in item.keywords and COMFYUI_ROOT is None:
             item.add_marker(skip_host)
@@ -32,3 +39,12 @@ def comfy_host():
     if COMFYUI_ROOT is None:
         pytest.skip(f"host tier skipped: {COMFYUI_REASON}")
     return boot(COMFYUI_ROOT)
+
+
+@pytest.fixture
+def comfy_folders(comfy_host, tmp_path):
+    """ComfyUI's model/input/output/temp folders pointed at tmp_path for one test (see support.executor)."""
+    from support.executor import configure_folders
+
+    with configure_folders(tmp_path / "comfy") as folders:
+        yield folders

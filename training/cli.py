@@ -1,5 +1,119 @@
-"""CLI subcommands for this area (placeholder)."""
+"""`animekit train CONFIG.toml [--resume DIR]`: headless training with a progress bar.
+
+Ctrl-C once saves a resume state and stops; a second Ctrl-C aborts at once. Under
+`accelerate launch`, every process runs this and only the main one draws the bar.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
 
 
 def register(sub) -> None:
     """Add this area's subcommands to the `animekit` parser."""
+    parser = sub.add_parser(
+        "train",
+        help="train a LoRA or fine-tune SD1.5 / SDXL from a TOML config",
+        description="Train a LoRA or full fine-tune of an SD1.5 / SDXL model described by a TOML file "
+        "(see training/animagine_stage1.toml). Multi-GPU: accelerate launch -m animekit train CONFIG.toml",
+    )
+    parser.add_argument("config", help="training TOML file")
+    parser.add_argument("--resume", metavar="DIR", help="a state-<step> folder, or an output folder (its newest state)")
+    parser.add_argument("--check", action="store_true", help="validate the config and scan the dataset, then exit")
+    parser.set_defaults(run=run_train)
+
+
+class _Interrupt:
+    """First SIGINT asks the loop to save and stop; the second one raises KeyboardInterrupt."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nanimekit train: stopping after this step and saving a resume state (Ctrl-C again to abort)", file=sys.stderr)
+
+
+class _Bars:
+    """tqdm bars per phase: latent caching, text caching, training (loss, epoch and ETA)."""
+
+    LABELS = {"cache_latents": "caching latents", "cache_text": "caching text", "train": "training"}
+
+    def __init__(self):
+        self.bar = None
+        self.phase = None
+
+    def __call__(self, progress) -> None:
+        from tqdm import tqdm
+
+        if progress.phase != self.phase:
+            self.close()
+            self.phase = progress.phase
+            unit = "step" if progress.phase == "train" else "item"
+            self.bar = tqdm(total=progress.total, initial=progress.done, desc=self.LABELS[progress.phase], unit=unit, dynamic_ncols=True)
+            return
+        self.bar.n = progress.done
+        if progress.phase == "train" and progress.loss is not None:
+            self.bar.set_postfix(loss=f"{progress.loss:.4f}", epoch=progress.epoch, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run_train(args) -> int:
+    from .config_toml import load_config
+
+    cfg = load_config(args.config)
+    if args.check:
+        from .data.dataset import scan_dataset
+
+        index = scan_dataset(cfg.dataset)
+        images = sum(r.repeats for r in index.records)
+        print(f"{args.config}: settings valid; {len(index.records)} images ({images} per epoch with repeats), "
+              f"{len(index.skipped)} skipped, {len(index.bucket_counts())} buckets")  # fmt: skip
+        return 0
+
+    from transformers.utils import logging as hf_logging
+
+    from .adapters.diffusers_sampler import make_sampler
+    from .hooks import Hooks, TrainingDiverged
+    from .run import train
+
+    hf_logging.disable_progress_bar()
+    bars = _Bars()
+    with _Interrupt() as interrupt:
+        hooks = Hooks(
+            progress=bars,
+            should_stop=lambda: interrupt.requested,
+            on_sample=make_sampler(cfg) if cfg.sample.every_n_steps else None,
+        )
+        try:
+            result = train(cfg, hooks=hooks, resume=args.resume)
+        except TrainingDiverged as exc:
+            bars.close()
+            print(f"animekit train: error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            bars.close()
+    if result.stopped:
+        where = f"; resume with --resume {result.state}" if result.state else ""
+        print(f"animekit train: stopped at step {result.steps}{where}", file=sys.stderr)
+        return 130
+    if result.output is not None:
+        loss = f" (loss {result.last_loss:.4f})" if result.last_loss is not None else ""
+        print(f"animekit train: wrote {result.output} after {result.steps} steps{loss}")
+    return 0

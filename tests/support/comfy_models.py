@@ -4,10 +4,11 @@ Host-only: needs a booted ComfyUI (the `comfy_host` fixture); `comfy` is importe
 
 `tiny_sd1` / `tiny_sdxl` build ComfyUI's own classes — `comfy.supported_models.SD15/SDXL` models in
 a `ModelPatcher`, `comfy.sd.CLIP` with ComfyUI's real tokenizers (CLIP-L; CLIP-L + CLIP-G for
-SDXL) and `comfy.sd.VAE` — with shrunk configs. The UNet key names are those of the real models
-(same block structure, fewer channels and blocks), so key-name logic (block ids, LoRA key
-mapping) behaves as on real models, but shapes differ and ComfyUI's loaders would not detect a
-tiny file as SD1.5/SDXL. Weights are deterministic random values (support.checkpoints) because
+SDXL) and `comfy.sd.VAE` — with shrunk configs. The UNets keep the real block structure
+(input_blocks 0-11 / 0-8, middle_block, output_blocks, attention where the real model has it) with
+32 base channels and at most 2 transformer blocks per layer, so block-wise key logic (MBW block
+ids, LoRA key mapping) sees real key names; shapes differ, so ComfyUI's loaders would not detect
+a tiny file as SD1.5/SDXL. Weights are deterministic random values (support.checkpoints) because
 ComfyUI's ops leave layers empty. Every call builds fresh objects.
 
 `write_full_checkpoint` writes a random-weight file of the real full-size layout that
@@ -29,6 +30,8 @@ TINY_CLIP_L = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads"
 TINY_CLIP_G = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3, "projection_dim": 32}
 SDXL_ADM_EXTRA = 6 * 256  # SDXL's size/crop conditioning: six 256-dim timestep embeddings after the pooled output
 
+# The real block structure (same input_blocks / middle_block / output_blocks indices, so block-wise
+# key logic sees the real layout) with 32 base channels and at most 2 transformer blocks per layer.
 _TINY_UNET_COMMON = {
     "use_checkpoint": False,
     "image_size": 32,
@@ -37,9 +40,6 @@ _TINY_UNET_COMMON = {
     "use_spatial_transformer": True,
     "legacy": False,
     "model_channels": 32,
-    "channel_mult": [1, 2],
-    "num_res_blocks": [1, 1],
-    "transformer_depth_middle": 1,
     "use_temporal_attention": False,
     "use_temporal_resblock": False,
     "dtype": torch.float32,
@@ -48,8 +48,11 @@ TINY_UNET = {
     "sd15": {
         **_TINY_UNET_COMMON,
         "adm_in_channels": None,
-        "transformer_depth": [1, 1],
-        "transformer_depth_output": [1, 1, 1, 1],
+        "channel_mult": [1, 2, 4, 4],
+        "num_res_blocks": [2, 2, 2, 2],
+        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+        "transformer_depth_middle": 1,
+        "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
         "use_linear_in_transformer": False,
         "context_dim": TINY_CLIP_L["hidden_size"],
     },
@@ -57,8 +60,11 @@ TINY_UNET = {
         **_TINY_UNET_COMMON,
         "num_classes": "sequential",
         "adm_in_channels": TINY_CLIP_G["projection_dim"] + SDXL_ADM_EXTRA,
-        "transformer_depth": [0, 1],
-        "transformer_depth_output": [0, 0, 1, 1],
+        "channel_mult": [1, 2, 4],
+        "num_res_blocks": [2, 2, 2],
+        "transformer_depth": [0, 0, 2, 2, 2, 2],
+        "transformer_depth_middle": 2,
+        "transformer_depth_output": [0, 0, 0, 2, 2, 2, 2, 2, 2],
         "use_linear_in_transformer": True,
         "context_dim": TINY_CLIP_L["hidden_size"] + TINY_CLIP_G["hidden_size"],
     },

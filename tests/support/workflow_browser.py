@@ -87,7 +87,7 @@ class ComfyServer:
     def start(self, timeout: float = 180) -> None:
         self.prepare()
         env = dict(os.environ)
-        stub = self._torchvision_stub()
+        stub = self._stub_path()
         if stub:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(stub)]))
         command = [
@@ -112,16 +112,35 @@ class ComfyServer:
         except OSError:
             return False
 
-    def _torchvision_stub(self) -> Path | None:
-        """An empty torchvision package when the venv has none (ComfyUI imports it but uses it lazily)."""
-        probe = subprocess.run([sys.executable, "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchvision') is None)"])
-        if probe.returncode == 0:
-            return None
-        stub = self.base / "tvstub"
-        (stub / "torchvision" / "transforms").mkdir(parents=True, exist_ok=True)
-        (stub / "torchvision" / "__init__.py").write_text("")
-        (stub / "torchvision" / "transforms" / "__init__.py").write_text("")
-        return stub
+    def _stub_path(self) -> Path | None:
+        """Empty stand-ins for torchvision and spandrel when the venv lacks them.
+
+        ComfyUI imports torchvision at module level but uses it lazily. spandrel is only needed
+        for upscale models, but frontend 1.27 assumes the UpscaleModelLoader node exists: without
+        it, building any `ckpt_name` / `lora_name` combo widget throws in the page.
+        """
+        stub = self.base / "stubs"
+        stubs = {
+            "torchvision": "",
+            "torchvision.transforms": "",
+            "spandrel": (
+                "class ModelLoader:\n"
+                "    def __init__(self, *args, **kwargs):\n"
+                "        raise RuntimeError('spandrel is a test stub here: upscale models cannot load')\n"
+                "class ImageModelDescriptor:\n"
+                "    pass\n"
+            ),
+        }
+        written = False
+        for module, text in stubs.items():
+            top = module.split(".")[0]
+            probe = f"import importlib.util,sys; sys.exit(importlib.util.find_spec({top!r}) is not None)"
+            if subprocess.run([sys.executable, "-c", probe]).returncode == 0:
+                package = stub.joinpath(*module.split("."))
+                package.mkdir(parents=True, exist_ok=True)
+                (package / "__init__.py").write_text(text)
+                written = True
+        return stub if written else None
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=30) as answer:
@@ -173,8 +192,12 @@ class Browser:
         self.loop.run_until_complete(self._connect(targets[0]["webSocketDebuggerUrl"]))
         for domain in ("Page.enable", "Runtime.enable"):
             self.call(domain)
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
-                  deviceScaleFactor=1, mobile=False)
+        self.resize(self.width, self.height)
+
+    def resize(self, width: int, height: int) -> None:
+        """Set the page's viewport (CSS pixels, device scale 1)."""
+        self.width, self.height = width, height
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
     @staticmethod
     def _page_targets(port: int) -> list[dict]:
@@ -229,8 +252,10 @@ class Browser:
     def navigate(self, url: str) -> None:
         self.call("Page.navigate", url=url)
 
-    def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+    def screenshot(self, path: Path, clip: dict | None = None) -> Path:
+        """A PNG of the viewport, or of `clip` ({x, y, width, height, scale}) within it."""
+        params = {"format": "png"} | ({"clip": clip} if clip else {})
+        data = self.call("Page.captureScreenshot", **params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path

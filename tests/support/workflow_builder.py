@@ -67,7 +67,6 @@ class WorkflowBuilder:
 
     catalog: Mapping[str, dict]
     name: str
-    versions: Mapping[str, str] = field(default_factory=dict)  # cnr_id -> "ver" to record
     nodes: list[Node] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
@@ -183,9 +182,8 @@ class WorkflowBuilder:
             targets = [link.id for link in self.links if link.source is node and link.output == slot]
             data["outputs"].append({"name": out_name, "type": out_type, "slot_index": slot, "links": targets})
         cnr_id = PACK_CNR_ID if node.type.startswith("AnimeKit") else CORE_CNR_ID
+        # No "ver": the frontend adds it on save; recording one would tie the file to a release.
         data["properties"] = {"cnr_id": cnr_id, "Node name for S&R": node.type}
-        if cnr_id in self.versions:
-            data["properties"]["ver"] = self.versions[cnr_id]
         return data
 
     def _widget_values(self, node: Node) -> list:
@@ -240,7 +238,7 @@ class WorkflowBuilder:
             height += MULTILINE_HEIGHT if multiline else WIDGET_ROW
             height += WIDGET_ROW if spec.has_control else 0
         if node.type in ("SaveImage", "PreviewImage"):
-            height += 260  # room for the image preview
+            height += 200  # room for the image preview
         return max(height + 10, 60)
 
     def _layout(self) -> None:
@@ -292,6 +290,15 @@ def _types_match(out_type: str, in_type: str) -> bool:
 
 
 def _note_height(markdown: str, width: int) -> int:
-    chars_per_line = max(20, (width - 30) // 8)
-    lines = sum(max(1, math.ceil(len(line) / chars_per_line)) for line in markdown.strip().splitlines())
-    return 40 + lines * 21
+    """Roughly the rendered height of the note's markdown at the frontend's note font (13 px text)."""
+    text_width = width - 30
+    height = 36
+    for paragraph in markdown.strip().split("\n\n"):
+        for line in paragraph.replace("\n- ", "\n\n- ").split("\n\n"):  # list items start new lines
+            visible = " ".join(line.replace("*", "").replace("`", "").split())
+            if visible.startswith("# "):
+                height += 30 * math.ceil(len(visible) * 12 / text_width)
+            else:
+                height += 16 * max(1, math.ceil(len(visible) * 5.6 / text_width))
+        height += 10
+    return height

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, WorkflowFormatError, normalized_links
+from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, WorkflowFormatError, normalized_links, widget_inputs
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = PACK_ROOT / "workflows"
@@ -135,3 +135,19 @@ def node_type_problems(workflow: dict, pack_ids: set[str]) -> list[str]:
         if properties.get("Node name for S&R") != kind:
             problems.append(f"node {node['id']} ({kind}) has 'Node name for S&R' {properties.get('Node name for S&R')!r}")
     return problems
+
+
+# Widget inputs whose value is a file in one of ComfyUI's model folders.
+MODEL_FILE_WIDGETS = {"ckpt_name": "checkpoints", "lora_name": "loras", "vae_name": "vae"}
+
+
+def model_files(workflow: dict, catalog) -> set[tuple[str, str]]:
+    """(model folder, file name) for every model file the workflow's widgets name."""
+    found = set()
+    for node in workflow["nodes"]:
+        if node["type"] in FRONTEND_ONLY_TYPES or node["type"] not in catalog:
+            continue
+        for name, value in widget_inputs(node, catalog[node["type"]]).items():
+            if name in MODEL_FILE_WIDGETS and isinstance(value, str) and value:
+                found.add((MODEL_FILE_WIDGETS[name], value))
+    return found

@@ -52,7 +52,7 @@ class BucketConfig:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    folders: tuple[FolderSpec, ...]
+    folders: tuple[FolderSpec, ...]  # plain paths are accepted and wrapped in FolderSpec
     buckets: BucketConfig = BucketConfig()
     captions: CaptionConfig = CaptionConfig()
     batch_size: int = 1
@@ -62,7 +62,8 @@ class DatasetConfig:
     verify_images: bool = True  # decode each image once while scanning, so broken files are skipped up front
 
     def __post_init__(self):
-        object.__setattr__(self, "folders", tuple(self.folders))
+        specs = tuple(f if isinstance(f, FolderSpec) else FolderSpec(str(f)) for f in self.folders)
+        object.__setattr__(self, "folders", specs)
         if not self.folders:
             raise ValueError("dataset needs at least one folder")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -117,11 +118,13 @@ def probe_image(path: Path, verify: bool) -> tuple[int, int]:
     are decoded too (JPEGs at 1/8 scale) so a truncated file fails here rather than mid-training."""
     with Image.open(path) as img:
         width, height = img.size
-        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         if verify:
             if img.format == "JPEG":
                 img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             img.load()
+        # Pillow decodes a whole PNG to look for an eXIf chunk after the pixels; skip that unloaded.
+        late_png_exif = img.format == "PNG" and not verify and "exif" not in img.info
+        orientation = 1 if late_png_exif else img.getexif().get(_EXIF_ORIENTATION, 1)
     return (height, width) if orientation in _ROTATED else (width, height)
 
 

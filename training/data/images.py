@@ -70,7 +70,7 @@ def open_rgb(path: str) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return to_rgb(ImageOps.exif_transpose(img))
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot read training image {path!r}: {exc}") from exc
 
 

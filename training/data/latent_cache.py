@@ -103,18 +103,27 @@ def precompute_latents(
     *,
     batch_size: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> int:
     """Encode every sample not yet cached, a bucket at a time, before training (so the VAE can
-    leave the GPU). `progress(done, total)` may raise to cancel. Returns how many were encoded."""
+    leave the GPU). `progress(done, total)` may raise to cancel. Returns how many were encoded.
+
+    Under DDP each rank takes every world_size-th sample and encodes those not cached yet into a
+    shared disk cache; wait for all ranks (a barrier) before training."""
     check_latent_cache_allowed(cfg)
-    todo: dict[tuple[int, int], list[tuple[str, ImageRecord, CropPlan]]] = {}
-    seen = set()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank={rank!r}, world_size={world_size!r}")
+    samples = {}  # key -> (record, plan); the split between ranks must not depend on cache timing
     for record in index.records:
         for plan in cache_plans(record, cfg):
-            key = cache.key_for(record, plan)
-            if key not in seen and cache.get(key) is None:
-                seen.add(key)
-                todo.setdefault(record.bucket, []).append((key, record, plan))
+            samples.setdefault(cache.key_for(record, plan), (record, plan))
+    todo: dict[tuple[int, int], list[tuple[str, ImageRecord, CropPlan]]] = {}
+    for key, (record, plan) in list(samples.items())[rank::world_size]:
+        if cache.get(key) is None:
+            todo.setdefault(record.bucket, []).append((key, record, plan))
     total = sum(len(items) for items in todo.values())
     done = 0
     for bucket in sorted(todo):

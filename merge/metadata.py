@@ -1,0 +1,112 @@
+"""Metadata written into a merged checkpoint, in the keys other tools already read.
+
+- ``sd_merge_recipe``: JSON in SuperMerger's shape (type, weights_alpha, model_a/b/c hashes,
+  base_alpha, mode, mbw, calcmode) plus our method/architecture/dtype details.
+- ``sd_merge_models``: JSON ``{sha256: {name, legacy_hash, sd_merge_recipe}}`` as A1111's merger
+  writes it, extended with the inputs' own merge history.
+- ``modelspec.*``: the SAI model spec keys ComfyUI writes (architecture, title, date, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .blocks import SD1, SDXL
+from .methods import ADD_DIFFERENCE, DARE, TIES, WEIGHTED_SUM
+from .plan import MergePlan
+
+SUPERMERGER_MODES = {
+    WEIGHTED_SUM: "Weight sum",
+    ADD_DIFFERENCE: "Add difference",
+    TIES: "TIES (add difference)",
+    DARE: "DARE (add difference)",
+}
+MODELSPEC_ARCH = {SD1.name: "stable-diffusion-v1", SDXL.name: "stable-diffusion-xl-v1-base"}
+MODELSPEC_IMPL = {
+    SD1.name: "https://github.com/CompVis/stable-diffusion",
+    SDXL.name: "https://github.com/Stability-AI/generative-models",
+}
+MODELSPEC_RESOLUTION = {SD1.name: "512x512", SDXL.name: "1024x1024"}
+
+
+@dataclass(frozen=True)
+class InputModel:
+    role: str  # "model_a" | "model_b" | "model_c"
+    name: str
+    sha256: str
+    legacy_hash: str
+    metadata: dict
+
+
+def legacy_hash(read_at) -> str:
+    """A1111's short "model hash": sha256 of 64 KiB at offset 1 MiB, first 8 hex digits."""
+    return hashlib.sha256(read_at(0x100000, 0x10000)).hexdigest()[:8]
+
+
+def merge_recipe(plan: MergePlan, inputs: list[InputModel], *, dtype: str, tool: str) -> dict:
+    by_role = {m.role: m for m in inputs}
+    return {
+        "type": "animekit-block-merge",
+        "tool": tool,
+        "mbw": True,
+        "mode": SUPERMERGER_MODES[plan.method.name],
+        "calcmode": "normal",
+        "weights_alpha": plan.weights.as_text(),
+        "weights_alpha_orig": plan.weights.source,
+        "weights_beta": None,
+        "base_alpha": plan.weights.of("BASE"),
+        "model_a": by_role["model_a"].sha256 if "model_a" in by_role else None,
+        "model_b": by_role["model_b"].sha256 if "model_b" in by_role else None,
+        "model_c": by_role["model_c"].sha256 if "model_c" in by_role else None,
+        "method": plan.method.name,
+        "formula": plan.method.formula,
+        "density": plan.method.density if plan.method.name in (TIES, DARE) else None,
+        "seed": plan.method.seed if plan.method.name == DARE else None,
+        "alpha_meaning": "fraction of model B (0 = A, 1 = B)",
+        "architecture": plan.arch.name,
+        "blocks": list(plan.arch.blocks),
+        "dtype": dtype,
+        "vae": plan.vae_source if plan.vae_mode == "file" else plan.vae_mode,
+    }
+
+
+def merge_models(inputs: list[InputModel]) -> dict:
+    models: dict = {}
+    for model in inputs:
+        history = model.metadata.get("sd_merge_models")
+        if history:
+            try:
+                parsed = json.loads(history)
+                if isinstance(parsed, dict):
+                    models.update(parsed)
+            except json.JSONDecodeError:
+                pass
+    for model in inputs:
+        recipe = model.metadata.get("sd_merge_recipe")
+        models[model.sha256] = {"name": model.name, "legacy_hash": model.legacy_hash, "sd_merge_recipe": recipe}
+    return models
+
+
+def checkpoint_metadata(
+    plan: MergePlan, inputs: list[InputModel], *, title: str, dtype: str, tool: str, model_a_metadata: dict
+) -> dict[str, str]:
+    """All string metadata for the output file."""
+    arch = plan.arch.name
+    names = " + ".join(m.name for m in inputs)
+    meta = {
+        "sd_merge_recipe": json.dumps(merge_recipe(plan, inputs, dtype=dtype, tool=tool)),
+        "sd_merge_models": json.dumps(merge_models(inputs)),
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": MODELSPEC_ARCH[arch],
+        "modelspec.implementation": MODELSPEC_IMPL[arch],
+        "modelspec.title": title,
+        "modelspec.date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "modelspec.resolution": model_a_metadata.get("modelspec.resolution", MODELSPEC_RESOLUTION[arch]),
+        "modelspec.description": f"Block-weighted merge ({plan.method.name}, {plan.weights.source}) of {names}",
+    }
+    if "modelspec.predict_key" in model_a_metadata:
+        meta["modelspec.predict_key"] = model_a_metadata["modelspec.predict_key"]
+    return meta

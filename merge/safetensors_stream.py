@@ -1,0 +1,303 @@
+"""Read and write safetensors files tensor by tensor, in bounded memory.
+
+The header (8-byte little-endian length, then JSON) is parsed here and checked against the file
+size, so a truncated or corrupt file fails before anything is merged. Tensors are read with
+explicit ``preadv`` calls into caller-owned buffers instead of mmap, because mapped pages count in
+the process's resident memory, and reused buffers avoid a page fault per freshly allocated page.
+The writer lays the header out first from shapes and output dtypes, then takes tensor bytes in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+
+from .hashing import RunningSha256
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+WRITEBACK_BYTES = 64 * 1024 * 1024
+_HAS_PREADV = hasattr(os, "preadv")
+
+DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+CODES = {dtype: code for code, dtype in DTYPES.items()}
+FLOAT_CODES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def itemsize(code: str) -> int:
+    return torch.empty((), dtype=DTYPES[code]).element_size()
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    key: str
+    dtype: str  # safetensors code
+    shape: tuple[int, ...]
+    start: int  # absolute byte offset in the file
+    end: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_CODES
+
+
+class SafetensorsFile:
+    """One safetensors input: its checked header, and reads of whole tensors or element ranges."""
+
+    def __init__(self, path: str | os.PathLike, *, label: str | None = None):
+        self.path = Path(path)
+        self.label = label or self.path.name
+        self._lock = threading.Lock()
+        self._hash: RunningSha256 | None = None
+        try:
+            self._file = open(self.path, "rb", buffering=0)
+            self._fd = self._file.fileno()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.label}: {str(self.path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise ValueError(f"{self.label}: {str(self.path)!r} is a folder, not a .safetensors file") from None
+        try:
+            self.size = os.fstat(self._fd).st_size
+            self.metadata, self.tensors = self._parse_header()
+        except BaseException:
+            self._file.close()
+            raise
+
+    # -- header ----------------------------------------------------------------------------
+
+    def _corrupt(self, why: str) -> ValueError:
+        return ValueError(f"{self.label}: {str(self.path)!r} is not a valid safetensors file: {why}")
+
+    def _parse_header(self) -> tuple[dict[str, str], dict[str, TensorInfo]]:
+        if self.size < 8:
+            raise self._corrupt(f"only {self.size} bytes long")
+        head = self.read_at(0, 8)
+        (length,) = struct.unpack("<Q", head)
+        if length > MAX_HEADER_BYTES or 8 + length > self.size:
+            raise self._corrupt(f"header length {length} does not fit in a {self.size}-byte file (truncated?)")
+        raw = self.read_at(8, length)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise self._corrupt(f"header is not JSON ({exc})") from None
+        if not isinstance(header, dict):
+            raise self._corrupt("header is not a JSON object")
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict):
+            raise self._corrupt("__metadata__ is not an object")
+        base = 8 + length
+        data_size = self.size - base
+        tensors: dict[str, TensorInfo] = {}
+        for key, entry in header.items():
+            try:
+                code, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+                shape = tuple(int(d) for d in shape)
+                begin, end = int(begin), int(end)
+            except (KeyError, TypeError, ValueError):
+                raise self._corrupt(f"entry for {key!r} lacks dtype/shape/data_offsets") from None
+            if code not in DTYPES:
+                raise self._corrupt(f"{key!r} has unsupported dtype {code!r}")
+            numel = 1
+            for d in shape:
+                if d < 0:
+                    raise self._corrupt(f"{key!r} has a negative dimension in {shape}")
+                numel *= d
+            if end - begin != numel * itemsize(code) or begin < 0:
+                raise self._corrupt(f"{key!r}: data_offsets {begin}..{end} do not match {code} {list(shape)}")
+            if end > data_size:
+                raise self._corrupt(
+                    f"{key!r} ends at byte {base + end} but the file has {self.size} bytes (truncated)"
+                )
+            tensors[key] = TensorInfo(key, code, shape, base + begin, base + end)
+        ordered = dict(sorted(tensors.items(), key=lambda kv: kv[1].start))
+        return {str(k): str(v) for k, v in metadata.items()}, ordered
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: t.shape for k, t in self.tensors.items()}
+
+    def read_into(self, key: str, first: int, count: int, buffer: torch.Tensor | None = None) -> torch.Tensor:
+        """Elements first..first+count-1 of `key`, flat, in the file's dtype, read into `buffer`
+        (a uint8 tensor at least that many bytes long) or into fresh memory."""
+        info = self.tensors[key]
+        size = itemsize(info.dtype)
+        nbytes = count * size
+        raw = torch.empty(nbytes, dtype=torch.uint8) if buffer is None else buffer[:nbytes]
+        view = memoryview(raw.numpy()).cast("B")
+        self._read_exactly(view, info.start + first * size)
+        if self._hash is not None:
+            self._hash.feed(info.start + first * size, view)
+        return raw.view(DTYPES[info.dtype])
+
+    def _read_exactly(self, view: memoryview, offset: int) -> None:
+        done = 0
+        while done < len(view):
+            if _HAS_PREADV:
+                n = os.preadv(self._fd, [view[done:]], offset + done)
+            else:  # Windows / older macOS: positioned reads through the file object
+                with self._lock:
+                    self._file.seek(offset + done)
+                    n = self._file.readinto(view[done:])
+            if not n:
+                raise ValueError(f"{self.label}: unexpected end of file at byte {offset + done} (truncated?)")
+            done += n
+
+    def read(self, key: str, first: int = 0, count: int | None = None) -> torch.Tensor:
+        info = self.tensors[key]
+        return self.read_into(key, first, info.numel - first if count is None else count)
+
+    def start_hashing(self) -> None:
+        """Hash the whole file from the reads that follow (gaps are read when needed)."""
+        self._hash = RunningSha256(self.size, self._read_exactly)
+
+    def sha256(self) -> str:
+        if self._hash is None:
+            self.start_hashing()
+        return self._hash.hexdigest()
+
+    def read_at(self, offset: int, nbytes: int) -> bytes:
+        """Up to `nbytes` bytes at `offset` (fewer at the end of the file)."""
+        nbytes = max(0, min(nbytes, self.size - offset))
+        buffer = bytearray(nbytes)
+        self._read_exactly(memoryview(buffer), offset)
+        return bytes(buffer)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OutputTensor:
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = itemsize(self.dtype)
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def _header_bytes(entries: Iterable[OutputTensor], metadata: Mapping[str, str]) -> tuple[dict, int]:
+    header: dict = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for entry in entries:
+        header[entry.key] = {"dtype": entry.dtype, "shape": list(entry.shape), "data_offsets": [offset, offset + entry.nbytes]}
+        offset += entry.nbytes
+    return header, offset
+
+
+def _encode(header: dict, length: int | None = None) -> bytes:
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if length is None:
+        length = (len(text) + 7) // 8 * 8
+    if len(text) > length:
+        raise ValueError(f"safetensors header grew to {len(text)} bytes, over the {length} reserved")
+    return text + b" " * (length - len(text))
+
+
+class SafetensorsWriter:
+    """Write the header from the planned entries, then the tensors' bytes in that order.
+
+    `reserve` spare header bytes let `finish(metadata)` rewrite the metadata in place once values
+    known only at the end (the inputs' sha256) are in.
+    """
+
+    def __init__(self, fd: int, entries: list[OutputTensor], metadata: Mapping[str, str], *, reserve: int = 0):
+        self._fd = fd
+        self._entries = entries
+        self._position = self._flushed = 0
+        header, self.data_size = _header_bytes(entries, metadata)
+        draft = _encode(header)
+        self._header_length = (len(draft) + reserve + 7) // 8 * 8
+        encoded = _encode(header, self._header_length)
+        self._write_all(struct.pack("<Q", self._header_length) + encoded)
+        self._expected = iter(entries)
+        self._current: OutputTensor | None = None
+        self._left = 0
+        self.written = 0
+
+    @property
+    def total_size(self) -> int:
+        return 8 + self._header_length + self.data_size
+
+    def _write_all(self, data) -> None:
+        view = memoryview(data).cast("B")
+        while len(view):
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self._position += n
+        if self._position - self._flushed >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise") and not os.environ.get("AK_NOWB"):
+            # Start writing back what we wrote (Linux: DONTNEED on dirty pages queues async
+            # writeback), so the final fsync has little left and our output does not crowd the cache.
+            os.posix_fadvise(self._fd, self._flushed, self._position - self._flushed, os.POSIX_FADV_DONTNEED)
+            self._flushed = self._position
+
+    def write(self, key: str, data: torch.Tensor) -> None:
+        """Append bytes of tensor `key` (whole, or the next slice of it)."""
+        if self._left == 0:
+            self._current = next(self._expected, None)
+            if self._current is None or self._current.key != key:
+                raise RuntimeError(f"writer expected {self._current and self._current.key!r}, got {key!r}")
+            self._left = self._current.nbytes
+        if data.dtype != DTYPES[self._current.dtype]:
+            raise RuntimeError(f"{key}: got {data.dtype}, planned {self._current.dtype}")
+        raw = data.contiguous().view(-1).view(torch.uint8)
+        if raw.numel() > self._left:
+            raise RuntimeError(f"{key}: {raw.numel()} bytes is more than the {self._left} left")
+        self._write_all(raw.numpy())
+        self._left -= raw.numel()
+        self.written += raw.numel()
+
+    def finish(self, metadata: Mapping[str, str]) -> None:
+        """Check every tensor was written, then rewrite the header with the final metadata."""
+        if self._left or next(self._expected, None) is not None:
+            raise RuntimeError("not every planned tensor was written")
+        header, _ = _header_bytes(self._entries, metadata)
+        end = os.lseek(self._fd, 0, os.SEEK_CUR)
+        os.lseek(self._fd, 8, os.SEEK_SET)
+        self._write_all(_encode(header, self._header_length))
+        os.lseek(self._fd, end, os.SEEK_SET)

@@ -1,0 +1,69 @@
+"""The bundled workflows/ files, checked without ComfyUI (pure tier).
+
+Every file parses, has a version the frontend loads, links consistent in both directions, only
+node types from this pack or ComfyUI's core, the pack's cnr_id on its nodes, a same-name JPEG
+thumbnail, and a line in workflows/README.md. The live node definitions are checked by the host
+tier (test_workflows_host.py) and the real frontend by the browser check (test_workflows_browser.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from support.workflow_files import (
+    WORKFLOWS_DIR,
+    load,
+    node_type_problems,
+    pack_node_ids,
+    structure_problems,
+    workflow_paths,
+)
+from support.workflow_specs import WORKFLOWS
+
+PATHS = workflow_paths()
+IDS = [path.stem for path in PATHS]
+THUMBNAIL_MAX_BYTES = 100_000
+
+
+def test_the_specified_workflows_are_all_there():
+    assert sorted(IDS) == sorted(spec.name for spec in WORKFLOWS)
+    assert not list(WORKFLOWS_DIR.glob("*.JSON")) and not list(WORKFLOWS_DIR.glob("*.jpeg"))
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_parses_with_a_supported_version_and_sound_links(path):
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    assert structure_problems(workflow) == []
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_uses_only_core_and_animekit_nodes_with_their_cnr_id(path):
+    assert node_type_problems(load(path), pack_node_ids()) == []
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_explains_itself_in_a_note(path):
+    notes = [node for node in load(path)["nodes"] if node["type"] == "MarkdownNote"]
+    assert notes and all(note["widgets_values"][0].startswith("# ") for note in notes[:1])
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_has_a_small_jpeg_thumbnail(path):
+    thumbnail = path.with_suffix(".jpg")
+    assert thumbnail.is_file(), f"{thumbnail.name} is missing (the templates browser shows it)"
+    assert thumbnail.stat().st_size < THUMBNAIL_MAX_BYTES
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG"
+        assert 256 <= image.width <= 640 and image.height >= 64
+
+
+def test_readme_links_each_workflow_with_its_thumbnail_and_a_description():
+    readme = (WORKFLOWS_DIR / "README.md").read_text(encoding="utf-8")
+    for spec in WORKFLOWS:
+        assert f"]({spec.name}.json)" in readme, f"README does not link {spec.name}.json"
+        assert f"]({spec.name}.jpg)" in readme, f"README does not show {spec.name}.jpg"
+        assert spec.summary in readme, f"README lacks the one-line description of {spec.name}"
+

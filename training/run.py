@@ -1,0 +1,48 @@
+"""The one call a host makes: `train(config, bundle=..., hooks=..., resume=...)`.
+
+Without a bundle the model is read from `model.path` (a diffusers folder, see
+adapters/diffusers_models.py); a ComfyUI node passes a bundle over its MODEL / CLIP / VAE instead.
+"""
+
+from __future__ import annotations
+
+from .config import TrainConfig
+from .data.dataset import scan_dataset
+from .hooks import Hooks, TrainResult
+from .protocols import ModelBundle
+
+
+def check_bundle(cfg: TrainConfig, bundle: ModelBundle) -> None:
+    """Refuse settings that contradict the model itself (only known once it is loaded)."""
+    if cfg.model.arch != "auto" and cfg.model.arch != bundle.arch:
+        raise ValueError(f"model.arch = {cfg.model.arch!r} but the model is {bundle.arch}")
+    if bundle.arch == "sdxl" and cfg.model.clip_skip != 1:
+        raise ValueError("model.clip_skip applies to SD1.5 only: SDXL always conditions on the penultimate layer")
+    if cfg.objective.zero_terminal_snr and bundle.prediction_type != "v_prediction":
+        raise ValueError(
+            "objective.zero_terminal_snr needs a v-prediction model (this one predicts noise); "
+            "set model.prediction = 'v_prediction' if it really is one"
+        )
+    if cfg.network.type == "full" and bundle.export_checkpoint is None:
+        raise ValueError("network.type = 'full' needs a model host that can export a checkpoint")
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    bundle: ModelBundle | None = None,
+    hooks: Hooks | None = None,
+    resume: str | None = None,
+    accelerator=None,
+) -> TrainResult:
+    """Train per `cfg`; returns where the files went. Raises ValueError for bad settings before any work,
+    TrainingDiverged when the loss stops being finite."""
+    from .loop import Trainer
+
+    index = scan_dataset(cfg.dataset)
+    if bundle is None:
+        from .adapters.diffusers_models import load_bundle
+
+        bundle = load_bundle(cfg.model)
+    check_bundle(cfg, bundle)
+    return Trainer(cfg, bundle, index, hooks, accelerator).run(resume)
