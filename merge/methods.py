@@ -100,8 +100,8 @@ def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 def uniform_stream(stream: int, start: int, count: int, device=None) -> torch.Tensor:
     """`count` fp32 uniforms in [0, 1) for element indices start..start+count-1 (splitmix64 hash)."""
-    x = torch.arange(start, start + count, dtype=torch.int64, device=device)
-    x.mul_(_GOLDEN).add_(stream)
+    x = torch.arange(start + 1, start + count + 1, dtype=torch.int64, device=device)
+    x.mul_(_GOLDEN).add_(stream)  # splitmix64: state = stream + (i + 1) * golden gamma
     x.bitwise_xor_(_shr(x, 30)).mul_(_MIX1)
     x.bitwise_xor_(_shr(x, 27)).mul_(_MIX2)
     x.bitwise_xor_(_shr(x, 31))

@@ -49,8 +49,9 @@ def _numel(shape) -> int:
     return n
 
 
-def slices(job: Job, method: MergeMethod, slice_elements: int = SLICE_ELEMENTS) -> list[Slice]:
+def slices(job: Job, method: MergeMethod, slice_elements: int | None = None) -> list[Slice]:
     """TIES needs whole tensors (its top-k); everything else is cut into fixed-size slices."""
+    slice_elements = slice_elements or SLICE_ELEMENTS
     result = []
     for out, (source, key, weight, seed_name) in zip(job.outputs, job.sources):
         numel = _numel(out.shape)
@@ -75,10 +76,10 @@ def single_torch_thread() -> Iterator[None]:
 class StreamMerge:
     """Run `slices` from sources {'a','b','c','vae'} into `writer`."""
 
-    def __init__(self, sources: dict, method: MergeMethod, slice_elements: int = SLICE_ELEMENTS):
+    def __init__(self, sources: dict, method: MergeMethod, slice_elements: int | None = None):
         self.sources = {name: src for name, src in sources.items() if src is not None}
         self.method = method
-        self.slice_elements = slice_elements
+        self.slice_elements = slice_elements = slice_elements or SLICE_ELEMENTS
         widest_in = max((itemsize(t.dtype) for s in self.sources.values() for t in s.tensors.values()), default=4)
         self._read_sets = [
             {name: torch.empty(slice_elements * widest_in, dtype=torch.uint8) for name in ("a", "b", "c")}

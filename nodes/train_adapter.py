@@ -129,22 +129,34 @@ def ldm_to_kohya_sd15(unet_config: dict) -> Callable[[str], str]:
 
 
 class Undo:
-    """Checkpoint wrappers installed on shared modules, removed again by `undo()`."""
+    """Instance-level forward replacements on shared modules, all removed again by `undo()`."""
 
     def __init__(self):
-        self.wrapped: list[nn.Module] = []
+        self.patched: list[tuple[nn.Module, object]] = []  # (module, its previous instance forward or _UNSET)
+        self.checkpointed: set[int] = set()
+
+    def patch_forward(self, module: nn.Module, forward) -> None:
+        self.patched.append((module, module.__dict__.get("forward", _UNSET)))
+        module.forward = forward
 
     def checkpoint(self, root: nn.Module, classes: tuple[str, ...]) -> None:
-        """Recompute each block of `classes` in backward (instance-level forward, nothing else touched)."""
+        """Recompute each block of `classes` in backward instead of storing its activations."""
         for module in root.modules():
-            if type(module).__name__ in classes and "forward" not in module.__dict__:
-                module.forward = _checkpointed(module.forward)
-                self.wrapped.append(module)
+            if type(module).__name__ in classes and id(module) not in self.checkpointed:
+                self.checkpointed.add(id(module))
+                self.patch_forward(module, _checkpointed(module.forward))
 
     def undo(self) -> None:
-        for module in self.wrapped:
-            module.__dict__.pop("forward", None)
-        self.wrapped.clear()
+        for module, previous in reversed(self.patched):
+            if previous is _UNSET:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = previous
+        self.patched.clear()
+        self.checkpointed.clear()
+
+
+_UNSET = object()
 
 
 def _checkpointed(forward):
@@ -154,6 +166,17 @@ def _checkpointed(forward):
         return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
     return run
+
+
+def _out_of_place_clip_layer(layer: nn.Module):
+    """ComfyUI's CLIPLayer adds its residuals in place (`x += ...`), which autograd cannot
+    differentiate through its LayerNorms; the same two sums, out of place."""
+
+    def forward(x, mask=None, optimized_attention=None):
+        x = x + layer.self_attn(layer.layer_norm1(x), mask, optimized_attention)
+        return x + layer.mlp(layer.layer_norm2(x))
+
+    return forward
 
 
 class ComfyDenoiser:
@@ -173,18 +196,22 @@ class ComfyDenoiser:
             if sizes is None or text.pooled is None:
                 raise ValueError("SDXL needs pooled text embeddings and size conditioning")
             y = self.adm(text.pooled.to(device), sizes)
-        cast = (lambda t: t) if torch.is_autocast_enabled(device.type) else (lambda t: t.to(dtype))
+        # inputs in the weights' dtype, as ComfyUI's apply_model does: ops autocast leaves alone
+        # (GroupNorm on the CPU) then see one dtype
         out = self.module(
-            cast(noisy_latents),
+            noisy_latents.to(dtype),
             timesteps.to(device).float(),
-            context=cast(text.hidden_states.to(device)),
-            y=None if y is None else cast(y),
+            context=text.hidden_states.to(device, dtype),
+            y=None if y is None else y.to(dtype),
             transformer_options={},
         )
         return out.float()
 
     def compute_dtype(self) -> torch.dtype:
-        return self.base.manual_cast_dtype or self.base.get_dtype()
+        """What the UNet computes in: ComfyUI's manual-cast dtype, else its weights' (the trainer may cast them)."""
+        if self.base.manual_cast_dtype is not None:
+            return self.base.manual_cast_dtype
+        return next(self.module.parameters()).dtype
 
     def adm(self, pooled: torch.Tensor, sizes: SizeConditioning) -> torch.Tensor:
         """[pooled, emb(h), emb(w), emb(crop top), emb(crop left), emb(target h), emb(target w)] per sample."""
@@ -264,6 +291,13 @@ class ComfyTextEncoders:
     def enable_gradient_checkpointing(self) -> None:
         for part in self.parts:
             self.undo.checkpoint(self.module(part), TEXT_CHECKPOINT_CLASSES)
+
+    def make_differentiable(self) -> None:
+        """Out-of-place residuals in every CLIP layer (call before gradient checkpointing wraps them)."""
+        for part in self.parts:
+            for module in self.module(part).modules():
+                if type(module).__name__ == "CLIPLayer":
+                    self.undo.patch_forward(module, _out_of_place_clip_layer(module))
 
 
 class ComfyVae:
@@ -444,6 +478,7 @@ class TrainingSession:
             mm.unload_all_models()
             mm.soft_empty_cache()
             mm.load_models_gpu(self.patchers, force_full_load=True)
+            self.bundle.text_encoders.make_differentiable()
             modules = self.modules()
             for module in modules:
                 ordinary_tensors(module)

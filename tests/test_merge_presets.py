@@ -20,7 +20,7 @@ def test_seed_presets_are_shipped_first_with_the_cards_values():
     assert book.names[:2] == ["HIGHRES_REPLACE", "LOWRES_REPLACE"]
     assert book.get("HIGHRES_REPLACE") == HIGHRES
     assert book.get("lowres_replace") == LOWRES  # names are matched case-insensitively
-    assert len(book.names) == 2 + 37 + 2  # seed presets, the 37 SuperMerger names, ALL_A / ALL_B
+    assert len(book.names) == 2 + 38  # the seed presets, then the 38 rows of the SuperMerger list
 
 
 @pytest.mark.skipif(not SHARED_TSV.is_file(), reason="shared reference data not present")

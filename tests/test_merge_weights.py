@@ -18,7 +18,7 @@ def test_a_typed_list_gives_one_weight_per_block():
 
 def test_26_weights_on_sdxl_are_mapped_by_resolution_level():
     weights = resolve_weights(SDXL, weights=",".join(str(i) for i in range(26)))
-    assert weights.of("OUT00") == 17.0 and weights.of("M00") == 13.0 and weights.of("IN08") == 8.0
+    assert weights.of("OUT00") == 17.0 and weights.of("M00") == 13.0 and weights.of("IN08") == 9.0
     assert "mapped to SDXL by resolution level" in weights.source
 
 

@@ -142,3 +142,21 @@ def test_export_then_diffusers_import_round_trips_every_tensor(arch):
 def test_detect_arch_refuses_other_files():
     with pytest.raises(ValueError, match="not an SD1.5 / SDXL single-file checkpoint"):
         ldm.detect_arch(["transformer.blocks.0.weight"])
+
+
+@pytest.mark.parametrize(
+    ("arch", "ldm_config"),
+    [
+        ("sd15", {"channel_mult": [1, 2, 4, 4], "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+                  "transformer_depth_middle": 1, "adm_in_channels": None}),
+        ("sdxl", {"channel_mult": [1, 2, 4], "num_res_blocks": [2, 2, 2], "transformer_depth": [0, 0, 2, 2, 10, 10],
+                  "transformer_depth_middle": 10, "adm_in_channels": 2816}),
+    ],
+)  # fmt: skip
+def test_ldm_style_unet_config_gives_the_reference_name_map(arch, ldm_config):
+    """ComfyUI describes its UNets this way; the name map must match the diffusers config's."""
+    from animekit.training.unet_names import block_prefix_pairs, layout_from_ldm_config
+
+    layout = layout_from_ldm_config(ldm_config)
+    assert layout["layers_per_block"] == 2
+    assert block_prefix_pairs(layout) == block_prefix_pairs(reference_config(arch)["unet"])

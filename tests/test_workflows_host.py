@@ -20,7 +20,7 @@ from support.workflow_browser import PACK_FOLDER_NAME
 from support.workflow_checks import node_problems
 from support.workflow_files import CORE_NODE_TYPES, PACK_ROOT, WORKFLOWS_DIR, load, model_files, pack_node_ids, workflow_paths
 from support.workflow_nodeinfo import LiveCatalog
-from support.workflow_ui_to_api import ui_to_api
+from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, ui_to_api
 
 pytestmark = pytest.mark.host
 
@@ -54,7 +54,7 @@ def test_nodes_match_their_live_definitions(path, catalog):
 def test_api_conversion_passes_comfyui_validation(path, catalog, comfy_host):
     workflow = load(path)
     prompt = ui_to_api(workflow, catalog)
-    real_nodes = [node for node in workflow["nodes"] if node["type"] not in ("MarkdownNote", "Note")]
+    real_nodes = [node for node in workflow["nodes"] if node["type"] not in FRONTEND_ONLY_TYPES]
     assert sorted(prompt) == sorted(str(node["id"]) for node in real_nodes)
     ok, error, node_errors = validate(comfy_host, prompt)
     assert ok, f"{error}\n{json.dumps(node_errors, indent=1)}"

@@ -21,12 +21,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..merge.files import atomic_output, save_safetensors_atomic
+from .config import RESUMABLE_CHANGES, TrainConfig
 
 FORMAT = "animekit-train-state-v1"
 STATE_NAME = re.compile(r"^state-(\d+)$")
@@ -90,13 +90,13 @@ def _json_save(obj, path: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
 
 
-def partial_folder(output_dir: Path, step: int) -> Path:
-    return output_dir / f".{state_folder_name(step)}.partial"
+def partial_folder(folder: Path, step: int) -> Path:
+    return folder / f".{state_folder_name(step)}.partial"
 
 
-def begin_state(output_dir: Path, step: int) -> Path:
+def begin_state(folder: Path, step: int) -> Path:
     """Main process: a fresh partial folder for the state at `step`."""
-    tmp = partial_folder(output_dir, step)
+    tmp = partial_folder(folder, step)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -108,7 +108,7 @@ def write_rank_state(tmp: Path, rank: int, rng: dict, data_state: dict) -> None:
     _json_save(data_state, tmp / f"rank{rank}.json")
 
 
-def finish_state(output_dir: Path, tmp: Path, shared: SharedState) -> Path:
+def finish_state(folder: Path, tmp: Path, shared: SharedState) -> Path:
     """Main process: write the shared files, then rename the folder into place."""
     save_safetensors_atomic({k: v.detach().to("cpu") for k, v in shared.trainable.items()}, tmp / "trainable.safetensors")
     _torch_save(shared.optimizer, tmp / "optimizer.pt")
@@ -117,9 +117,9 @@ def finish_state(output_dir: Path, tmp: Path, shared: SharedState) -> Path:
         {"format": FORMAT, "step": shared.step, "epoch": shared.epoch, "world_size": shared.world_size, "config": shared.config},
         tmp / "state.json",
     )
-    final = output_dir / state_folder_name(shared.step)
+    final = folder / state_folder_name(shared.step)
     if final.exists():  # a resumed run saving the same step again
-        trash = output_dir / f".{final.name}.old"
+        trash = folder / f".{final.name}.old"
         shutil.rmtree(trash, ignore_errors=True)
         os.replace(final, trash)
         os.replace(tmp, final)
@@ -129,22 +129,22 @@ def finish_state(output_dir: Path, tmp: Path, shared: SharedState) -> Path:
     return final
 
 
-def list_states(output_dir: Path) -> list[Path]:
+def list_states(folder: Path) -> list[Path]:
     """Complete state folders, oldest first."""
-    if not output_dir.is_dir():
+    if not folder.is_dir():
         return []
     found = []
-    for child in output_dir.iterdir():
+    for child in folder.iterdir():
         match = STATE_NAME.match(child.name)
         if match and child.is_dir() and (child / "state.json").is_file():
             found.append((int(match.group(1)), child))
     return [path for _, path in sorted(found)]
 
 
-def prune_states(output_dir: Path, keep_last: int) -> None:
+def prune_states(folder: Path, keep_last: int) -> None:
     if keep_last <= 0:
         return
-    for old in list_states(output_dir)[:-keep_last]:
+    for old in list_states(folder)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -205,13 +205,13 @@ def load_state(path: str | Path, rank: int) -> LoadedState:
     )
 
 
-def check_resumable(saved_config: dict, current: dict, allowed_prefixes: tuple[str, ...], changed: Callable) -> None:
-    """Refuse a resume whose settings differ in anything but `allowed_prefixes` (exact resume would be a lie)."""
-    keys = [k for k in changed(saved_config) if not k.startswith(allowed_prefixes) and k not in allowed_prefixes]
+def check_resumable(saved_config: dict, cfg: TrainConfig) -> None:
+    """Refuse a resume whose settings differ beyond RESUMABLE_CHANGES (exact resume would be a lie)."""
+    keys = [k for k in cfg.changed_keys(saved_config) if not k.startswith(RESUMABLE_CHANGES)]
     if keys:
         raise ValueError(
             "cannot resume exactly: these settings differ from the saved run: "
             + ", ".join(keys[:8])
             + (" ..." if len(keys) > 8 else "")
-            + " (only schedule.max_steps / schedule.epochs, save.*, sample.* and logging.* may change)"
+            + " (only schedule.max_steps / schedule.epochs, save.*, sample.*, logging.* and cache.vae_batch_size may change)"
         )

@@ -226,10 +226,12 @@ class CacheConfig:
     latents_dir: str = ""  # for latents = "disk"; default <save.output_dir>/latent_cache
     text_encoder_outputs: bool = False  # precompute encoder outputs (frozen encoders only)
     text_variants: int = 4  # shuffled / dropped caption variants cached per image when captions are randomised
+    vae_batch_size: int = 1  # images per VAE call while caching latents (more is faster, needs more memory)
 
     def __post_init__(self):
         _choice("cache.latents", self.latents, ("none", "memory", "disk"))
         _positive_int("cache.text_variants", self.text_variants)
+        _positive_int("cache.vae_batch_size", self.vae_batch_size)
         if self.latents_dir and self.latents != "disk":
             raise ValueError("cache.latents_dir is only used with cache.latents = 'disk'")
 
@@ -248,12 +250,13 @@ class EmaConfig:
 
 @dataclass(frozen=True)
 class SaveConfig:
-    output_dir: str = ""
+    output_dir: str = ""  # where the model files go
     name: str = "animekit"  # file name stem: <name>.safetensors, <name>-step00000100.safetensors
+    work_dir: str = ""  # resume states, log.csv, tensorboard/, samples/, latent_cache/; default: output_dir
     every_n_steps: int = 0
     every_n_epochs: int = 0
     keep_last: int = 0  # periodic saves (and resume states) kept; 0 = all
-    save_state: bool = True  # write a resume folder state-<step>/ with each periodic save
+    save_state: bool = True  # write a resume folder state-<step>/ with each periodic and the final save (a stop always writes one)
     precision: Literal["fp16", "bf16", "fp32"] = "fp16"
 
     def __post_init__(self):
@@ -300,7 +303,9 @@ class LogConfig:
 
 
 # Keys that may change between a run and its resume; any other change breaks exact resume.
-RESUMABLE_CHANGES = ("schedule.max_steps", "schedule.epochs", "save.", "sample.", "logging.")
+RESUMABLE_CHANGES = (
+    "schedule.max_steps", "schedule.epochs", "save.", "sample.", "logging.", "cache.vae_batch_size", "cache.latents_dir",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -333,8 +338,6 @@ class TrainConfig:
             )
         if self.precision.full_bf16 and self.ema.enabled:
             raise ValueError("ema needs float32 weights to average; turn off precision.full_bf16 or ema.enabled")
-        if self.network.type == "full" and self.network.train_text_encoder and self.cache.text_encoder_outputs:
-            raise ValueError("cache.text_encoder_outputs cannot be used while the text encoders train")
 
     def to_dict(self) -> dict:
         """Plain JSON-able settings (tuples as lists), for metadata and resume checks."""

@@ -24,7 +24,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 # Dotted keys holding file-system paths, resolved against the TOML file's folder.
-PATH_KEYS = ("model.path", "model.checkpoint", "network.init_weights", "save.output_dir", "cache.latents_dir")
+PATH_KEYS = (
+    "model.path", "model.checkpoint", "network.init_weights", "save.output_dir", "save.work_dir", "cache.latents_dir",
+)  # fmt: skip
 
 
 def load_config(path: str | Path) -> TrainConfig:

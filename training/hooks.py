@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .protocols import ModelBundle
 
@@ -38,6 +38,7 @@ class TrainResult:
     state: Path | None  # newest resume state written
     last_loss: float | None
     saved: list[Path]  # every model file written, in order
+    network: Any = None  # the trained LoraNetwork, still hooked onto the bundle (network.detach() removes it)
 
 
 class TrainingDiverged(RuntimeError):

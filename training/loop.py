@@ -33,7 +33,7 @@ from .checkpointing import (
     restore_rng,
     write_rank_state,
 )
-from .config import RESUMABLE_CHANGES, TrainConfig
+from .config import TrainConfig
 from .data.dataset import DatasetIndex
 from .data.latent_cache import LatentCache, precompute_latents
 from .data.loader import Batch, BatchSource
@@ -60,14 +60,15 @@ class Trainer:
         self.cfg, self.bundle, self.index = cfg, bundle, index
         self.hooks = hooks or Hooks()
         if accelerator is None:
-            ddp = DistributedDataParallelKwargs(
-                broadcast_buffers=False, find_unused_parameters=cfg.network.train_text_encoder
-            )
+            # SDXL and clip skip condition on a penultimate layer: the last text-encoder layer gets no gradient
+            unused = cfg.network.train_text_encoder and (bundle.arch == "sdxl" or cfg.model.clip_skip > 1)
+            ddp = DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=unused)
             accelerator = Accelerator(kwargs_handlers=[ddp])
         self.acc = accelerator
         self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.output_dir = Path(cfg.save.output_dir)
+        self.work_dir = Path(cfg.save.work_dir or cfg.save.output_dir)
 
     # ------------------------------------------------------------------------------- helpers
     def _progress(self, phase: str, done: int, total: int, epoch: int = 0, loss: float | None = None) -> None:
@@ -106,6 +107,8 @@ class Trainer:
         )  # fmt: skip
         self._precompute_latents()
         self.text_cache = self._text_cache()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # hand the caching phase's memory back before training starts
 
         accumulation = cfg.schedule.accumulation_steps
         self.batches_per_epoch = self.source.batches_in_epoch()
@@ -150,7 +153,7 @@ class Trainer:
         cache = self.cfg.cache
         if cache.latents == "none":
             return None
-        folder = cache.latents_dir or str(self.output_dir / "latent_cache")
+        folder = cache.latents_dir or str(self.work_dir / "latent_cache")
         identity = self.bundle.vae.identity if self.bundle.vae is not None else "none"
         return LatentCache(cache.latents, folder if cache.latents == "disk" else None, identity)
 
@@ -160,7 +163,7 @@ class Trainer:
             return
         shard = (self.rank, self.world) if cache.mode == "disk" else (0, 1)
         precompute_latents(
-            self.index, self.cfg.dataset, cache, self._encode_latents,
+            self.index, self.cfg.dataset, cache, self._encode_latents, batch_size=self.cfg.cache.vae_batch_size,
             progress=lambda done, total: self._progress("cache_latents", done, total),
             rank=shard[0], world_size=shard[1],
         )  # fmt: skip
@@ -188,7 +191,7 @@ class Trainer:
     # -------------------------------------------------------------------------------- resume
     def _resume(self, path: str) -> int:
         state = load_state(path, self.rank)
-        check_resumable(state.config, self.cfg.to_dict(), RESUMABLE_CHANGES, self.cfg.changed_keys)
+        check_resumable(state.config, self.cfg)
         if state.world_size != self.world:
             raise ValueError(f"the state was saved by {state.world_size} process(es); resume with the same number, not {self.world}")
         self.model.load_trainable_state(self.bundle, state.trainable)
@@ -275,9 +278,9 @@ class Trainer:
         return path
 
     def _save_state(self, step: int, epoch: int) -> Path | None:
-        tmp = partial_folder(self.output_dir, step)
+        tmp = partial_folder(self.work_dir, step)
         if self.acc.is_main_process:
-            begin_state(self.output_dir, step)
+            begin_state(self.work_dir, step)
         self.acc.wait_for_everyone()
         write_rank_state(tmp, self.rank, capture_rng(self.generator), self.source.state_dict())
         self.acc.wait_for_everyone()
@@ -293,10 +296,10 @@ class Trainer:
                     "ema": self.ema.state_dict() if self.ema is not None else None,
                 },
             )  # fmt: skip
-            final = finish_state(self.output_dir, tmp, shared)
-            prune_states(self.output_dir, self.cfg.save.keep_last)
+            final = finish_state(self.work_dir, tmp, shared)
+            prune_states(self.work_dir, self.cfg.save.keep_last)
         self.acc.wait_for_everyone()
-        self.state_path = final or self.output_dir / tmp.name.removeprefix(".").removesuffix(".partial")
+        self.state_path = final or self.work_dir / tmp.name.removeprefix(".").removesuffix(".partial")
         return final
 
     def _periodic_save(self, step: int, epoch: int, by_epoch: bool) -> None:
@@ -308,78 +311,82 @@ class Trainer:
             self._save_state(step, epoch)
 
     # ---------------------------------------------------------------------------------- run
+    def _one_step(self, batches, step: int) -> tuple[float, dict[str, float], float | None, int]:
+        """Accumulate micro-batches, check the loss, apply the update: (loss, rates used, grad norm, images)."""
+        accumulation = self.cfg.schedule.accumulation_steps
+        losses, images = [], 0
+        for micro in range(accumulation):
+            batch = next(batches)
+            sync = micro == accumulation - 1 or self.world == 1
+            with contextlib.nullcontext() if sync else self.acc.no_sync(self.wrapped):
+                losses.append(self._micro_step(batch))
+            images += len(batch.paths)
+        loss = torch.stack(losses).mean()
+        if self.world > 1:
+            loss = self.acc.reduce(loss, reduction="mean")
+        value = float(loss)
+        if not math.isfinite(value):
+            last = self.state_path.name if self.state_path else "the start"
+            raise TrainingDiverged(
+                f"the loss became {value} at step {step + 1}; training stopped and nothing was saved after {last}. "
+                "Lower the learning rate, use bf16 instead of fp16, or check the data."
+            )
+        rates = current_rates(self.optimizer)  # the rates this step applies
+        return value, rates, self._optimizer_step(), images
+
+    def _completed_epochs(self) -> int:
+        return self.source.epoch - (0 if self.source.end_of_epoch else 1)
+
     def run(self, resume: str | None = None) -> TrainResult:
         cfg = self.cfg
         self.saved: list[Path] = []
         self.state_path: Path | None = None
         self._setup()
         step = self._resume(resume) if resume else 0
-        log = RunLog(self.output_dir, tensorboard=cfg.logging.tensorboard, resume_step=step if resume else None) if self.acc.is_main_process else None
-        accumulation = cfg.schedule.accumulation_steps
-        completed_epochs = self.source.epoch - (0 if self.source.end_of_epoch else 1)
-        last_loss = None
-        stopped = False
+        log = None
+        if self.acc.is_main_process:
+            log = RunLog(self.work_dir, tensorboard=cfg.logging.tensorboard, resume_step=step if resume else None)
+        completed_epochs = self._completed_epochs()
+        last_loss, stopped, output = None, False, None
         batches = iter(self.source)
-        started = time.perf_counter()
-        images_done = 0
+        started, images_done = time.perf_counter(), 0
         self._progress("train", step, self.max_steps, self.source.epoch)
         try:
             while step < self.max_steps:
                 if self._should_stop():
                     stopped = True
                     break
-                losses = []
-                for micro in range(accumulation):
-                    batch = next(batches)
-                    sync = micro == accumulation - 1 or self.world == 1
-                    with contextlib.nullcontext() if sync else self.acc.no_sync(self.wrapped):
-                        losses.append(self._micro_step(batch))
-                    images_done += len(batch.paths)
-                loss = torch.stack(losses).mean()
-                if self.world > 1:
-                    loss = self.acc.reduce(loss, reduction="mean")
-                loss_value = float(loss)
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        f"the loss became {loss_value} at step {step + 1}; training stopped and nothing was saved after "
-                        + (f"{self.state_path.name}" if self.state_path else "the start")
-                        + ". Lower the learning rate, use bf16 instead of fp16, or check the data."
-                    )
-                grad_norm = self._optimizer_step()
+                last_loss, rates, grad_norm, images = self._one_step(batches, step)
                 step += 1
-                last_loss = loss_value
+                images_done += images
                 epoch = self.source.epoch
-                rates = current_rates(self.optimizer)
-                if self.acc.is_main_process:
-                    if step % cfg.logging.every_n_steps == 0 or step == self.max_steps:
-                        elapsed = time.perf_counter() - started
-                        log.write(step, epoch, loss_value, rates, grad_norm, images_done * self.world / elapsed if elapsed else None)
-                    if self.hooks.on_step is not None:
-                        self.hooks.on_step(step, loss_value, rates)
-                self._progress("train", step, self.max_steps, epoch, loss_value)
-
+                if log is not None and (step % cfg.logging.every_n_steps == 0 or step == self.max_steps):
+                    elapsed = time.perf_counter() - started
+                    log.write(step, epoch, last_loss, rates, grad_norm, images_done * self.world / elapsed if elapsed else None)
+                if self.hooks.on_step is not None and self.acc.is_main_process:
+                    self.hooks.on_step(step, last_loss, rates)
+                self._progress("train", step, self.max_steps, epoch, last_loss)
                 if cfg.sample.every_n_steps and step % cfg.sample.every_n_steps == 0 and self.hooks.on_sample is not None:
                     if self.acc.is_main_process:
                         self._sample(step)
                     self.acc.wait_for_everyone()
-                now_completed = self.source.epoch - (0 if self.source.end_of_epoch else 1)
-                epoch_done = now_completed > completed_epochs
-                completed_epochs = now_completed
+                epoch_done = self._completed_epochs() > completed_epochs
+                completed_epochs = self._completed_epochs()
                 if step == self.max_steps:
-                    break
+                    break  # the final save follows
                 if cfg.save.every_n_steps and step % cfg.save.every_n_steps == 0:
                     self._periodic_save(step, epoch, by_epoch=False)
                 elif epoch_done and cfg.save.every_n_epochs and completed_epochs % cfg.save.every_n_epochs == 0:
                     self._periodic_save(step, completed_epochs, by_epoch=True)
-            output = None
             if stopped:
-                if cfg.save.save_state and step > 0:
-                    self._save_state(step, self.source.epoch)
+                if step > 0:
+                    self._save_state(step, self.source.epoch)  # stopping always leaves a way to resume
             else:
                 output = self._save_model(final_name(cfg.save.name), step, self.source.epoch)
                 if cfg.save.save_state:
                     self._save_state(step, self.source.epoch)
         finally:
+            batches.close()  # stops the loader's prefetch threads
             if log is not None:
                 log.close()
         return TrainResult(
@@ -390,6 +397,7 @@ class Trainer:
             state=self.state_path,
             last_loss=last_loss,
             saved=list(self.saved),
+            network=self.model.network,
         )
 
     def _sample(self, step: int) -> None:

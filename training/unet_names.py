@@ -121,6 +121,28 @@ class UNetNames:
         return found
 
 
+def layout_from_ldm_config(unet_config: Mapping) -> dict:
+    """The layout keys of a diffusers config from an ldm-style UNet config (ComfyUI's `unet_config`:
+    channel_mult, num_res_blocks, transformer_depth, adm_in_channels), so a ComfyUI MODEL gets the
+    same name map as the diffusers model of the same architecture."""
+    levels = len(unet_config["channel_mult"])
+    blocks = unet_config["num_res_blocks"]
+    blocks = list(blocks) if isinstance(blocks, (list, tuple)) else [int(blocks)] * levels
+    depth = list(unet_config.get("transformer_depth") or [])
+    attention, start = [], 0
+    for count in blocks:
+        attention.append(any(d > 0 for d in depth[start : start + count]))
+        start += count
+    middle = unet_config.get("transformer_depth_middle", 1)
+    return {
+        "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention],
+        "up_block_types": ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)],
+        "layers_per_block": blocks if len(set(blocks)) > 1 else blocks[0],
+        "mid_block_type": "UNetMidBlock2DCrossAttn" if middle is None or middle >= 0 else None,
+        "addition_embed_type": "text_time" if unet_config.get("adm_in_channels") else None,
+    }
+
+
 @lru_cache(maxsize=8)
 def _cached(config_items: tuple) -> UNetNames:
     return UNetNames(dict(config_items))

@@ -44,6 +44,11 @@ def _stub_torchvision() -> None:
     """ComfyUI imports torchvision at module level but uses it lazily; CPU-only test envs lack it."""
     if importlib.util.find_spec("torchvision") is not None:
         return
+    # transformers / diffusers record at import whether torchvision exists; let them see the truth
+    # (absent), or the stub makes them import torchvision features (diffusers.training_utils fails)
+    import diffusers.utils.import_utils  # noqa: F401
+    import transformers.utils.import_utils  # noqa: F401
+
     stub = _session_tempdir("animekit-tvstub-")
     (stub / "torchvision" / "transforms").mkdir(parents=True)
     (stub / "torchvision" / "__init__.py").write_text("")

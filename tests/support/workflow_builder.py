@@ -19,6 +19,7 @@ from support.workflow_nodeinfo import socket_specs, widget_specs
 PACK_CNR_ID = "comfyui-animekit"  # pyproject [project] name: what ComfyUI-Manager looks up
 CORE_CNR_ID = "comfy-core"  # what ComfyUI's own frontend writes for built-in nodes
 NOTE_TYPES = ("MarkdownNote", "Note")
+PRIMITIVE_TYPE = "PrimitiveNode"  # the frontend's widget-value node: no server class
 
 COLUMN_GAP = 70
 ROW_GAP = 70  # room for the next node's title bar (drawn above `pos`)
@@ -82,16 +83,20 @@ class WorkflowBuilder:
         controls: Mapping[str, str] | None = None,
         width: int = 320,
         colors: tuple[str, str] | None = None,
+        band: int | None = None,
     ) -> Node:
-        """Add a node; `values` are widget values by input name, the rest keep their defaults."""
+        """Add a node; `values` are widget values by input name, the rest keep their defaults.
+
+        It goes to the bottom of `column` in the current band (or in `band`, an earlier one).
+        """
         if node_type not in self.catalog:
             raise KeyError(f"{self.name}: node type {node_type!r} is not known to this ComfyUI")
         names = {spec.name for spec in widget_specs(self.catalog[node_type])}
         unknown = set(values or {}) - names
         if unknown:
             raise KeyError(f"{self.name}: {node_type} has no widget input(s) {sorted(unknown)}; widgets: {sorted(names)}")
-        node = Node(len(self.nodes) + 1, node_type, dict(values or {}), dict(controls or {}), column, self.band,
-                    title, width, colors=colors)
+        node = Node(len(self.nodes) + 1, node_type, dict(values or {}), dict(controls or {}), column,
+                    self.band if band is None else band, title, width, colors=colors)
         self.nodes.append(node)
         return node
 
@@ -100,6 +105,26 @@ class WorkflowBuilder:
         node = Node(len(self.nodes) + 1, "MarkdownNote", {"text": markdown.strip()}, {}, column, self.band,
                     title, width, _note_height(markdown, width), NOTE_COLOR)
         self.nodes.append(node)
+        return node
+
+    def primitive(self, targets: list[tuple[Node, str]], *, column: int, title: str, width: int = 300,
+                  band: int | None = None) -> Node:
+        """A frontend PrimitiveNode driving the same widget on several nodes (one value, set once).
+
+        The targets' widgets must already hold the same value: the file stays consistent whether
+        a reader takes the primitive's value (the frontend, at queue time) or the targets' (the API).
+        """
+        values = {self._widget_value(node, name) for node, name in targets}
+        kinds = {self._input_type(node, name) for node, name in targets}
+        if len(values) != 1 or len(kinds) != 1:
+            raise ValueError(f"{self.name}: primitive {title!r} targets differ: values {values}, types {kinds}")
+        node = Node(len(self.nodes) + 1, PRIMITIVE_TYPE, {"value": values.pop(), "kind": kinds.pop(),
+                    "widget": targets[0][1]}, {}, column, self.band if band is None else band, title, width)
+        self.nodes.append(node)
+        for target, input_name in targets:
+            if any(link.target is target and link.input_name == input_name for link in self.links):
+                raise ValueError(f"{self.name}: {target.type}.{input_name} is linked twice")
+            self.links.append(Link(len(self.links) + 1, node, 0, target, input_name))
         return node
 
     def link(self, source: Node, output: str | int, target: Node, input_name: str) -> Link:
@@ -132,7 +157,7 @@ class WorkflowBuilder:
         nodes = [self._node_json(node, order[node.id]) for node in self.nodes]
         links = [
             [link.id, link.source.id, link.output, link.target.id, self._input_slot(link.target, link.input_name),
-             self.catalog[link.source.type]["output"][link.output]]
+             self._link_type(link)]
             for link in self.links
         ]
         return {
@@ -160,14 +185,18 @@ class WorkflowBuilder:
             "inputs": [],
             "outputs": [],
             "properties": {},
-            "widgets_values": [node.values["text"]] if node.type in NOTE_TYPES else self._widget_values(node),
+            "widgets_values": [],
         }
         if node.title:
             data["title"] = node.title
         if node.colors:
             data["color"], data["bgcolor"] = node.colors
         if node.type in NOTE_TYPES:
+            data["widgets_values"] = [node.values["text"]]
             return data
+        if node.type == PRIMITIVE_TYPE:
+            return self._primitive_json(node, data)
+        data["widgets_values"] = self._widget_values(node)
         info = self.catalog[node.type]
         incoming = {link.input_name: link.id for link in self.links if link.target is node}
         for spec in socket_specs(info):
@@ -185,6 +214,30 @@ class WorkflowBuilder:
         # No "ver": the frontend adds it on save; recording one would tie the file to a release.
         data["properties"] = {"cnr_id": cnr_id, "Node name for S&R": node.type}
         return data
+
+    def _primitive_json(self, node: Node, data: dict) -> dict:
+        kind = node.values["kind"]
+        data["outputs"] = [{"name": kind, "type": kind, "slot_index": 0, "widget": {"name": node.values["widget"]},
+                            "links": [link.id for link in self.links if link.source is node]}]
+        data["properties"] = {"Run widget replace on values": False}
+        value = node.values["value"]
+        # the frontend adds a control widget to number and combo primitives, and a filter box to combos
+        data["widgets_values"] = {"INT": [value, "fixed"], "FLOAT": [value, "fixed"],
+                                  "COMBO": [value, "fixed", ""]}.get(kind, [value])
+        return data
+
+    def _link_type(self, link: Link) -> str:
+        if link.source.type == PRIMITIVE_TYPE:
+            return link.source.values["kind"]
+        return self.catalog[link.source.type]["output"][link.output]
+
+    def _widget_value(self, node: Node, input_name: str):
+        for spec in widget_specs(self.catalog[node.type]):
+            if spec.name == input_name:
+                if input_name not in node.values:
+                    raise ValueError(f"{self.name}: give {node.type}.{input_name} a value before sharing it")
+                return node.values[input_name]
+        raise KeyError(f"{self.name}: {node.type} has no widget input {input_name!r}")
 
     def _widget_values(self, node: Node) -> list:
         values = []
@@ -230,6 +283,8 @@ class WorkflowBuilder:
     def _height(self, node: Node) -> int:
         if node.height is not None:
             return node.height
+        if node.type == PRIMITIVE_TYPE:
+            return 34 + WIDGET_ROW * {"INT": 2, "FLOAT": 2, "COMBO": 3}.get(node.values["kind"], 1)
         info = self.catalog[node.type]
         sockets = max(len(socket_specs(info)), len(info["output"]))
         height = TITLE_HEIGHT // 2 + sockets * SOCKET_ROW

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 
 from support.workflow_nodeinfo import CONTROL_VALUES, InputSpec, socket_specs, widget_specs
-from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES
+from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, WorkflowFormatError, widget_inputs
 
 
 def value_problem(spec: InputSpec, value) -> str | None:
@@ -74,10 +74,38 @@ def socket_problems(node: dict, info: dict) -> list[str]:
     return problems
 
 
+def primitive_problems(workflow: dict, primitive: dict, catalog: Mapping[str, dict]) -> list[str]:
+    """A PrimitiveNode's value must equal the widget value of every node it drives.
+
+    The frontend writes the primitive's value into the targets when it queues; a converter that
+    reads the targets (ours, or anyone's reading the saved file) must then see the same values.
+    """
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    value = (primitive.get("widgets_values") or [None])[0]
+    problems = []
+    for link_id in (primitive.get("outputs") or [{}])[0].get("links") or []:
+        link = next(l for l in workflow["links"] if l[0] == link_id)
+        target = nodes[link[3]]
+        widget = (target["inputs"][link[4]].get("widget") or {}).get("name")
+        if widget is None or target["type"] not in catalog:
+            problems.append(f"primitive {primitive['id']} drives node {target['id']} input {link[4]}, which is no widget")
+            continue
+        try:
+            target_value = widget_inputs(target, catalog[target["type"]]).get(widget)
+        except WorkflowFormatError:
+            continue  # a wrong widget count is reported by widget_problems
+        if target_value != value:
+            problems.append(f"primitive {primitive['id']} holds {value!r} but node {target['id']} widget {widget} "
+                            f"holds {target_value!r}")
+    return problems
+
+
 def node_problems(workflow: dict, catalog: Mapping[str, dict]) -> list[str]:
-    """Every node against its live definition: exists, sockets, widget values."""
+    """Every node against its live definition: exists, sockets, widget values; primitives agree."""
     problems = []
     for node in workflow["nodes"]:
+        if node["type"] == "PrimitiveNode":
+            problems += primitive_problems(workflow, node, catalog)
         if node["type"] in FRONTEND_ONLY_TYPES:
             continue
         if node["type"] not in catalog:

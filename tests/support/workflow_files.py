@@ -27,6 +27,8 @@ CORE_NODE_TYPES = frozenset({
     "KSampler",
     "LatentUpscale",
     "LoraLoader",
+    "PreviewAny",
+    "PreviewImage",
     "PrimitiveInt",
     "SaveImage",
     "VAEDecode",

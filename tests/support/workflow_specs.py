@@ -17,6 +17,12 @@ SD15_CHECKPOINT = "animediffusion-merge.safetensors"
 SD15_MERGE_A = "animediffusion-base.safetensors"
 SD15_MERGE_B = "aurora.safetensors"
 ANIMAGINE_CHECKPOINT = "animagine-xl-3.0.safetensors"
+FINETUNE_BASE = "animagine-xl-2.0.safetensors"  # what Animagine XL 3.0 was fine-tuned from
+
+LORA_DATASET = "my_character"  # a folder in ComfyUI's input folder, kohya layout
+LORA_TRIGGER = "mychar"
+STAGE1_DATASET = "finetune/stage1"
+STAGE2_DATASET = "finetune/stage2"
 
 OUTPUT_PREFIX = "AnimeKit"
 HIRES_GROUP = "Hires pass (optional)"
@@ -145,6 +151,254 @@ It is optional: select the group and press *Ctrl+B* to bypass it.
     b.group(HIRES_GROUP, [upscale, hires, hires_decode, hires_save])
 
 
+def block_weighted_merge(b: WorkflowBuilder) -> None:
+    b.note(
+        """
+# Block-weighted merge (MBW): high-res replace
+
+The **AnimeDiffusion** card's recipe: AnimeDiffusion[Merge] is AnimeDiffusion[Base] (**A**) with its
+high-resolution UNet blocks replaced by Aurora (**B**), preset **HIGHRES_REPLACE**:
+`0,0,1,1,0.67,0.67,0.33,0.33,0,0,0,0,0,0,0,0,0,0,0,0.33,0.33,0.67,0.67,1,1,0`
+(BASE, IN00-IN11, M00, OUT00-OUT11; each weight = fraction of B).
+
+- **Model A / Model B / Preset** (left) set both merges at once: the in-graph preview and the file.
+- **Preview**: A, B and the merge sampled on the **same seed** (*Seed*), saved side by side
+  as one image: A | B | merge.
+- **Save**: *Block Merge Checkpoint Files* streams A and B into
+  `output/checkpoints/animekit-merge/highres-replace_00001_.safetensors` (fp16, A's VAE), with
+  SuperMerger / A1111 merge metadata. Its *report* lists the weight every block got.
+
+On SDXL the same preset lands on the same resolution levels (20 weights).
+""",
+        column=0,
+        title="About this workflow",
+    )
+    loader_a = b.add("CheckpointLoaderSimple", {"ckpt_name": SD15_MERGE_A}, column=2, title="Load Checkpoint A")
+    loader_b = b.add("CheckpointLoaderSimple", {"ckpt_name": SD15_MERGE_B}, column=2, title="Load Checkpoint B")
+    merge_options = {"preset": "HIGHRES_REPLACE", "weights": "", "method": "weighted-sum"}
+    merge_model = b.add("AnimeKitBlockMergeModel", merge_options, column=3)
+    b.link(loader_a, "MODEL", merge_model, "model_a")
+    b.link(loader_b, "MODEL", merge_model, "model_b")
+    merge_clip = b.add("AnimeKitBlockMergeClip", merge_options, column=3)
+    b.link(loader_a, "CLIP", merge_clip, "clip_a")
+    b.link(loader_b, "CLIP", merge_clip, "clip_b")
+    report = b.add("PreviewAny", column=3, title="Merge report (per-block weights)")
+    b.link(merge_model, 1, report, "source")  # outputs: model, report
+
+    prompt = b.add("AnimeKitPromptBuilder", {
+        "profile": "sd15-anime", "subject": "1girl", "solo": True,
+        "tags": "smile, looking at viewer, upper body, white background",
+        "quality": "default", "sfw_guard": True, "negative_preset": "default",
+    }, column=4, width=400)
+    size = b.add("AnimeKitAspectPreset", {"profile": "sd15-anime", "size": "512x768 (2:3 portrait)",
+                                          "batch_size": 1}, column=5)
+    seed = b.add("PrimitiveInt", {"value": 1234}, column=1, title="Seed (all three samples)",
+                 controls={"value": "fixed"})
+
+    b.next_band()
+    decoded = []
+    for label, model, clip, vae in (("A", loader_a, loader_a, loader_a), ("B", loader_b, loader_b, loader_b),
+                                    ("merge", merge_model, merge_clip, loader_a)):
+        clip_skip = b.add("CLIPSetLastLayer", {"stop_at_clip_layer": -2}, column=2, title=f"Clip skip 2 ({label})")
+        b.link(clip, "CLIP", clip_skip, "clip")
+        positive = b.add("CLIPTextEncode", {"text": ""}, column=3, title=f"Positive ({label})", colors=("#232", "#353"))
+        negative = b.add("CLIPTextEncode", {"text": ""}, column=3, title=f"Negative ({label})", colors=("#322", "#533"))
+        for encode, output in ((positive, "positive"), (negative, "negative")):
+            b.link(prompt, output, encode, "text")
+            b.link(clip_skip, "CLIP", encode, "clip")
+        sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 7.0, "sampler_name": "dpmpp_2m",
+                                     "scheduler": "karras", "denoise": 1.0}, column=4, title=f"Sample {label}")
+        b.link(model, "MODEL", sampler, "model")
+        b.link(positive, 0, sampler, "positive")
+        b.link(negative, 0, sampler, "negative")
+        b.link(size, "LATENT", sampler, "latent_image")
+        b.link(seed, "INT", sampler, "seed")
+        decode = b.add("VAEDecode", column=5, width=220, title=f"Decode {label}")
+        b.link(sampler, "LATENT", decode, "samples")
+        b.link(vae, "VAE", decode, "vae")
+        decoded.append(decode)
+        b.next_band()
+
+    stitch = {"direction": "right", "match_image_size": True, "spacing_width": 16, "spacing_color": "white"}
+    a_b = b.add("ImageStitch", stitch, column=6, title="A | B", band=1)
+    b.link(decoded[0], "IMAGE", a_b, "image1")
+    b.link(decoded[1], "IMAGE", a_b, "image2")
+    all_three = b.add("ImageStitch", stitch, column=6, title="A | B | merge", band=1)
+    b.link(a_b, "IMAGE", all_three, "image1")
+    b.link(decoded[2], "IMAGE", all_three, "image2")
+    save = b.add("SaveImage", {"filename_prefix": f"{OUTPUT_PREFIX}/mbw-compare"}, column=7, width=520, band=1)
+    b.link(all_three, "IMAGE", save, "images")
+
+    file_merge = b.add("AnimeKitBlockMergeCheckpoint", {
+        "ckpt_a": SD15_MERGE_A, "ckpt_b": SD15_MERGE_B, **merge_options, "ckpt_c": "(none)", "dtype": "fp16",
+        "vae": "keep A's", "filename_prefix": "animekit-merge/highres-replace",
+    }, column=3, width=380)
+    file_report = b.add("PreviewAny", column=4, title="Saved file and report", width=420)
+    b.link(file_merge, 1, file_report, "source")  # outputs: path, report
+    b.group("Save the merged checkpoint (fp16, streamed)", [file_merge, file_report])
+
+    b.primitive([(loader_a, "ckpt_name"), (file_merge, "ckpt_a")], column=1, title="Model A", band=0)
+    b.primitive([(loader_b, "ckpt_name"), (file_merge, "ckpt_b")], column=1, title="Model B", band=0)
+    b.primitive([(merge_model, "preset"), (merge_clip, "preset"), (file_merge, "preset")], column=1, title="Preset", band=0)
+
+
+def lora_training(b: WorkflowBuilder) -> None:
+    b.note(
+        f"""
+# LoRA training (SD1.5 anime)
+
+**Dataset**: put images with same-name `.txt` Danbooru-tag captions in
+`ComfyUI/input/{LORA_DATASET}/10_{LORA_TRIGGER}/` (kohya layout: `10_` = seen 10 times per epoch).
+*caption_prefix* `{LORA_TRIGGER}` is the trigger word, kept first (*keep_tokens* 1) while the other
+tags are shuffled. The *preview* output lists what was found.
+
+Settings from the seed cards:
+- **Caption dropout 0.2** and **noise offset 0.05**: AnimeDiffusion's training values.
+- **Buckets** around 512 (256-1024, step 64): SD1.5's; use 1024 for SDXL models.
+- **Clip skip 2** while training and sampling, as AnimeDiffusion models are used.
+
+LoRA rank 16 / alpha 8, AdamW at 1e-4, min-SNR 5, 1000 steps; samples every 250 steps show on the
+trainer. The LoRA is saved to `models/loras/animekit/{LORA_TRIGGER}.safetensors` (kohya format,
+with metadata), and the graph samples with it right away; later, use *Load LoRA*.
+Cancel saves a resume state: turn *resume* on to continue.
+""",
+        column=0,
+        title="About this workflow",
+    )
+    loader = b.add("CheckpointLoaderSimple", {"ckpt_name": SD15_CHECKPOINT}, column=1)
+    clip_skip = b.add("CLIPSetLastLayer", {"stop_at_clip_layer": -2}, column=1, title="Clip skip 2")
+    b.link(loader, "CLIP", clip_skip, "clip")
+    dataset = b.add("AnimeKitDataset", {
+        "folder": LORA_DATASET, "repeats": 0, "caption_extension": ".txt", "resolution": 512,
+        "min_bucket_size": 256, "max_bucket_size": 1024, "bucket_step": 64, "bucket_no_upscale": False,
+        "shuffle_caption": True, "keep_tokens": 1, "caption_prefix": LORA_TRIGGER,
+        "caption_dropout_rate": 0.2, "flip": False,
+    }, column=2, width=360)
+    preview = b.add("PreviewAny", column=2, title="Dataset preview", width=360)
+    b.link(dataset, "preview", preview, "source")
+    train = b.add("AnimeKitTrainLora", {
+        "filename": f"animekit/{LORA_TRIGGER}", "steps": 1000, "batch_size": 1, "gradient_accumulation": 1,
+        "unet_lr": 1e-4, "train_text_encoder": False, "rank": 16, "alpha": 8.0, "noise_offset": 0.05,
+        "min_snr_gamma": 5.0, "optimizer": "adamw", "lr_scheduler": "constant_with_warmup", "warmup_steps": 50,
+        "gradient_checkpointing": True, "cache_latents": "memory", "training_seed": 42,
+        "sample_every_n_steps": 250,
+        "sample_prompts": f"masterpiece, best quality, {LORA_TRIGGER}, 1girl, solo, smile, upper body",
+        "sample_negative": "lowres, bad anatomy, bad hands, text, error, worst quality, low quality, normal quality",
+        "sample_steps": 20, "sample_cfg": 7.0,
+    }, column=3, width=400)
+    b.link(loader, "MODEL", train, "model")
+    b.link(clip_skip, "CLIP", train, "clip")
+    b.link(loader, "VAE", train, "vae")
+    b.link(dataset, "dataset", train, "dataset")
+    loss = b.add("PreviewImage", column=3, title="Loss", width=400)
+    b.link(train, "loss_graph", loss, "images")
+
+    prompt = b.add("AnimeKitPromptBuilder", {
+        "profile": "sd15-anime", "subject": "1girl", "solo": True, "characters": LORA_TRIGGER,
+        "tags": "smile, looking at viewer, upper body", "quality": "default", "sfw_guard": True,
+        "negative_preset": "default",
+    }, column=4, width=400)
+    size = b.add("AnimeKitAspectPreset", {"profile": "sd15-anime", "size": "512x768 (2:3 portrait)"}, column=4)
+    positive = b.add("CLIPTextEncode", {"text": ""}, column=5, title="Positive prompt", colors=("#232", "#353"))
+    negative = b.add("CLIPTextEncode", {"text": ""}, column=5, title="Negative prompt", colors=("#322", "#533"))
+    for encode, output in ((positive, "positive"), (negative, "negative")):
+        b.link(prompt, output, encode, "text")
+        b.link(train, "clip", encode, "clip")
+    sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 7.0, "sampler_name": "dpmpp_2m",
+                                 "scheduler": "karras", "denoise": 1.0}, column=6, title="Sample with the new LoRA")
+    b.link(train, "model", sampler, "model")
+    b.link(positive, 0, sampler, "positive")
+    b.link(negative, 0, sampler, "negative")
+    b.link(size, "LATENT", sampler, "latent_image")
+    decode = b.add("VAEDecode", column=7, width=220)
+    b.link(sampler, "LATENT", decode, "samples")
+    b.link(loader, "VAE", decode, "vae")
+    save = b.add("SaveImage", {"filename_prefix": f"{OUTPUT_PREFIX}/lora-{LORA_TRIGGER}"}, column=7, width=360)
+    b.link(decode, "IMAGE", save, "images")
+
+
+def two_stage_finetune(b: WorkflowBuilder) -> None:
+    b.note(
+        f"""
+# Two-stage fine-tune, the Animagine XL 3.0 way
+
+Animagine XL 3.0 was fine-tuned from Animagine XL 2.0 in two stages (its model card):
+
+| | Stage 1: feature alignment | Stage 2: refining UNet |
+|---|---|---|
+| data | the big tagged set | a small curated set |
+| UNet lr | 7.5e-6 | 2e-6 |
+| text encoders | trained, lr 3.75e-6 | frozen |
+| noise offset | none (0) | **0.0357** |
+| batch | 48 (x2 GPUs) | 48 |
+
+Both: fp16, Adafactor, buckets 512-2048 around 1024, tags shuffled after the `|||`
+*keep_tokens_separator* ("Shuffle Separator"; write captions as `1girl, name, series ||| tags`).
+
+Stage 2 trains **stage 1's output** (its model and clip outputs). Batch 4 x gradient
+accumulation 12 gives the card's 48 on one GPU. The card ran 10 epochs per stage: set *steps* to
+10 x images x repeats / 48. Datasets: `ComfyUI/input/{STAGE1_DATASET}` and `.../{STAGE2_DATASET}`.
+Checkpoints go to `output/checkpoints/animagine-manner/`; the last group samples with stage 2.
+""",
+        column=0,
+        width=480,
+        title="About this workflow",
+    )
+    loader = b.add("CheckpointLoaderSimple", {"ckpt_name": FINETUNE_BASE}, column=1)
+    buckets = {"caption_extension": ".txt", "resolution": 1024, "min_bucket_size": 512, "max_bucket_size": 2048,
+               "bucket_step": 64, "bucket_no_upscale": False, "shuffle_caption": True, "keep_tokens": 0,
+               "keep_tokens_separator": "|||", "caption_dropout_rate": 0.0, "flip": False}
+    common = {"batch_size": 4, "gradient_accumulation": 12, "optimizer": "adafactor",
+              "lr_scheduler": "constant_with_warmup", "mixed_precision": "fp16", "gradient_checkpointing": True,
+              "cache_latents": "disk", "min_snr_gamma": 0.0, "training_seed": 42}
+    stage1_data = b.add("AnimeKitDataset", {"folder": STAGE1_DATASET, "repeats": 1, **buckets}, column=2, width=360,
+                        title="Stage 1 dataset")
+    stage1 = b.add("AnimeKitTrainCheckpoint", {
+        "filename": "animagine-manner/stage1", "steps": 10000, **common, "unet_lr": 7.5e-6,
+        "train_text_encoder": True, "text_encoder_lr": 3.75e-6, "noise_offset": 0.0, "warmup_steps": 100,
+    }, column=3, width=400, title="Stage 1: feature alignment (UNet + text encoders)")
+    b.link(loader, "MODEL", stage1, "model")
+    b.link(loader, "CLIP", stage1, "clip")
+    b.link(loader, "VAE", stage1, "vae")
+    b.link(stage1_data, "dataset", stage1, "dataset")
+    stage1_loss = b.add("PreviewImage", column=4, title="Stage 1 loss", width=360)
+    b.link(stage1, "loss_graph", stage1_loss, "images")
+
+    b.next_band()
+    stage2_data = b.add("AnimeKitDataset", {"folder": STAGE2_DATASET, "repeats": 1, **buckets}, column=2, width=360,
+                        title="Stage 2 dataset")
+    stage2 = b.add("AnimeKitTrainCheckpoint", {
+        "filename": "animagine-manner/stage2", "steps": 500, **common, "unet_lr": 2e-6,
+        "train_text_encoder": False, "noise_offset": 0.0357, "warmup_steps": 50,
+    }, column=3, width=400, title="Stage 2: refining UNet (text encoders frozen)")
+    b.link(stage1, "model", stage2, "model")
+    b.link(stage1, "clip", stage2, "clip")
+    b.link(loader, "VAE", stage2, "vae")
+    b.link(stage2_data, "dataset", stage2, "dataset")
+    stage2_loss = b.add("PreviewImage", column=4, title="Stage 2 loss", width=360)
+    b.link(stage2, "loss_graph", stage2_loss, "images")
+
+    prompt = b.add("AnimeKitPromptEncode", {
+        "profile": "animagine-xl-3.0", "subject": "1girl", "solo": True, "tags": "upper body, smile, looking at viewer",
+        "quality": "default", "rating": "general", "year": "newest", "sfw_guard": True, "negative_preset": "default",
+    }, column=5, width=400)
+    b.link(stage2, "clip", prompt, "clip")
+    size = b.add("AnimeKitAspectPreset", {"profile": "animagine-xl-3.0", "size": "832x1216 (13:19 portrait)"},
+                 column=5)
+    sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 6.0, "sampler_name": "euler_ancestral",
+                                 "scheduler": "normal", "denoise": 1.0}, column=6, title="Sample stage 2")
+    b.link(stage2, "model", sampler, "model")
+    b.link(prompt, "positive", sampler, "positive")
+    b.link(prompt, "negative", sampler, "negative")
+    b.link(size, "LATENT", sampler, "latent_image")
+    decode = b.add("VAEDecode", column=7, width=220)
+    b.link(sampler, "LATENT", decode, "samples")
+    b.link(loader, "VAE", decode, "vae")
+    save = b.add("SaveImage", {"filename_prefix": f"{OUTPUT_PREFIX}/finetune-stage2"}, column=7, width=360)
+    b.link(decode, "IMAGE", save, "images")
+    b.group("Sample the fine-tuned model", [prompt, size, sampler, decode, save])
+
+
 WORKFLOWS: tuple[WorkflowSpec, ...] = (
     WorkflowSpec(
         "animagine-xl-3-text-to-image",
@@ -158,5 +412,26 @@ WORKFLOWS: tuple[WorkflowSpec, ...] = (
         "SD1.5 anime text-to-image (AnimeDiffusion style)",
         "SD1.5 anime txt2img the AnimeDiffusion way: clip skip 2, 512x768, the card's negative prompt.",
         sd15_anime_text_to_image,
+    ),
+    WorkflowSpec(
+        "block-weighted-merge",
+        "Block-weighted merge (MBW, high-res replace)",
+        "Two checkpoints merged block by block with the AnimeDiffusion card's high-res replace preset, "
+        "A, B and the merge sampled side by side on one seed, and the merge saved as an fp16 checkpoint.",
+        block_weighted_merge,
+    ),
+    WorkflowSpec(
+        "lora-training",
+        "LoRA training (SD1.5 anime)",
+        "A dataset folder trained into a kohya-format LoRA with the cards' caption dropout, noise offset, buckets "
+        "and clip skip, then sampled with the new LoRA.",
+        lora_training,
+    ),
+    WorkflowSpec(
+        "two-stage-finetune",
+        "Two-stage fine-tune (Animagine XL 3.0 manner)",
+        "Animagine XL 3.0's recipe: stage 1 trains UNet and text encoders, stage 2 refines the UNet only "
+        "with noise offset 0.0357, then the result is sampled.",
+        two_stage_finetune,
     ),
 )

@@ -101,7 +101,8 @@ class ClipTextEncoders:
 
     def enable_gradient_checkpointing(self) -> None:
         for model in self.models.values():
-            model.gradient_checkpointing_enable()
+            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable()
 
 
 class DiffusersVae:
@@ -196,7 +197,7 @@ def load_bundle(cfg: ModelConfig) -> ModelBundle:
             f"model.path {str(folder)!r} is not a diffusers model folder (needs unet/, text_encoder/, tokenizer/, vae/)"
         )
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     arch = folder_arch(folder)
     if cfg.arch != "auto" and cfg.arch != arch:
@@ -224,6 +225,7 @@ def load_bundle(cfg: ModelConfig) -> ModelBundle:
         beta_schedule=str(scheduler.get("beta_schedule", "scaled_linear")),
     )
     source = Path(cfg.checkpoint) if cfg.checkpoint else folder
+    name = cfg.name or (source.stem if source.is_file() else source.name)
     return make_bundle(
         arch,
         unet,
@@ -234,7 +236,7 @@ def load_bundle(cfg: ModelConfig) -> ModelBundle:
         noise_schedule=schedule,
         max_token_length=cfg.max_token_length,
         clip_skip=cfg.clip_skip,
-        name=cfg.name or source.stem if source.is_file() else (cfg.name or source.name),
+        name=name,
         model_hash=legacy_model_hash(source) if source.is_file() else "",
         vae_identity=f"{source.resolve()}#vae",
     )

@@ -2,7 +2,7 @@
 
 Prompts are encoded by the trainer's own text encoding (chunks, clip skip, SDXL pooling), so the
 samples show what training conditions on; the pipeline only denoises and decodes. LoRA hooks stay
-attached, so the samples include the LoRA. Images go to `<output>/samples/`.
+attached, so the samples include the LoRA. Images go to `<save.work_dir>/samples/`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..protocols import ModelBundle
 
 def make_sampler(cfg: TrainConfig, name: str = ""):
     """A Hooks.on_sample callback writing PNGs for `cfg.sample.prompts`."""
-    folder = Path(cfg.save.output_dir) / "samples"
+    folder = Path(cfg.save.work_dir or cfg.save.output_dir) / "samples"
     stem = name or cfg.save.name
 
     def on_sample(step: int, bundle: ModelBundle) -> list[Path]:

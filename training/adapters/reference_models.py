@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 import torch
 
@@ -19,7 +19,8 @@ from ..protocols import ARCHS
 def _read(arch: str) -> str:
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
-    return resources.files("animekit.training").joinpath("configs", f"{arch}.json").read_text(encoding="utf-8")
+    # next to this package, not by package name: ComfyUI imports the pack under its folder's name
+    return (Path(__file__).resolve().parents[1] / "configs" / f"{arch}.json").read_text(encoding="utf-8")
 
 
 def reference_config(arch: str) -> dict:
