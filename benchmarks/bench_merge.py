@@ -109,15 +109,20 @@ def child_comfy(a: str, b: str, out_dir: str) -> None:
 
 # --- the benchmark ------------------------------------------------------------------------------
 
-def make_inputs(arch: str, folder: Path) -> tuple[Path, Path]:
+def child_make(arch: str, path: str, seed: int) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from support.checkpoints import write_checkpoint
 
+    write_checkpoint(path, arch, full_size=True, seed=seed)
+
+
+def make_inputs(arch: str, folder: Path) -> tuple[Path, Path]:
+    """Written by child processes, so this one stays small (a fork starts at its parent's RSS)."""
     paths = []
     for role, seed in (("a", 1), ("b", 2)):
         path = folder / f"{arch}-{role}.safetensors"
         start = time.perf_counter()
-        write_checkpoint(path, arch, full_size=True, seed=seed)
+        subprocess.run([sys.executable, __file__, "--child-make", arch, str(path), str(seed)], check=True)
         print(f"  wrote {path.name}: {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - start:.0f} s", flush=True)
         paths.append(path)
     return paths[0], paths[1]
@@ -211,6 +216,8 @@ def report(arch, size, results, comfy, comfy_note) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-floor":
         return child_floor(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--child-make":
+        return child_make(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) > 1 and sys.argv[1] == "--child-comfy":
         return child_comfy(sys.argv[2], sys.argv[3], sys.argv[4])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,14 +1,15 @@
-"""Whole-file sha256 (A1111's model hash, used in the merge metadata) without a second read.
+"""Whole-file sha256 (A1111's model hash, used in the merge metadata), beside the merge.
 
-`RunningSha256` is fed the bytes the merge reads anyway, in file order, and reads only the gaps
-(bytes the merge skipped) itself. `BackgroundSha256` hashes a file on its own thread, for inputs
-that are not read in file order (pickled checkpoints).
+Hashing both inputs costs more CPU than the merge arithmetic, so it runs on its own threads:
+`QueuedSha256` hashes the very buffers the merge read (each file is read once, and only copied
+into memory once), `BackgroundSha256` hashes a file on its own (pickled checkpoints).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import threading
 from pathlib import Path
 from typing import Callable
@@ -60,19 +61,44 @@ def sha256_file(path: str | os.PathLike) -> str:
     return BackgroundSha256(path).hexdigest()
 
 
-class RunningSha256:
-    """sha256 of a `size`-byte file from reads fed in order; `read_into(view, offset)` fills gaps."""
+class QueuedSha256:
+    """sha256 of a file, computed on its own thread from the byte ranges the merge read anyway.
 
-    def __init__(self, size: int, read_into: Callable[[memoryview, int], None]):
+    `submit(offset, data, done)` queues bytes the merge just read (`done()` is called once they are
+    hashed, so the merge can reuse the buffer). Ranges arrive in file order in practice; a range
+    past the hashed position first has the gap read here, one behind it is ignored, so the hash is
+    right whatever the order. `hexdigest()` reads whatever is left (ranges the merge skipped).
+    """
+
+    def __init__(self, size: int, read_into: Callable[[memoryview, int], None], name: str = "input"):
         self._size = size
         self._read_into = read_into
         self._hash = hashlib.sha256()
         self._pos = 0
-        self._gap_buffer: bytearray | None = None
+        self._gap: bytearray | None = None
+        self._error: BaseException | None = None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"sha256-{name}", daemon=True)
+        self._thread.start()
 
-    def feed(self, offset: int, data: memoryview) -> None:
-        """Bytes at `offset`; a read behind the hashed position is ignored, one ahead of it first
-        hashes the gap (so out-of-order reads cost extra reads, never a wrong hash)."""
+    def submit(self, offset: int, data: memoryview, done: Callable[[], None]) -> None:
+        self._queue.put((offset, data, done))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            offset, data, done = item
+            try:
+                if self._error is None:
+                    self._feed(offset, data)
+            except BaseException as exc:  # reported by hexdigest()
+                self._error = exc
+            finally:
+                done()
+
+    def _feed(self, offset: int, data: memoryview) -> None:
         if offset > self._pos:
             self._catch_up(offset)
         end = offset + len(data)
@@ -81,9 +107,9 @@ class RunningSha256:
             self._pos = end
 
     def _catch_up(self, upto: int) -> None:
-        if self._gap_buffer is None:
-            self._gap_buffer = bytearray(BLOCK)
-        view = memoryview(self._gap_buffer)
+        if self._gap is None:
+            self._gap = bytearray(BLOCK)
+        view = memoryview(self._gap)
         while self._pos < upto:
             n = min(BLOCK, upto - self._pos)
             self._read_into(view[:n], self._pos)
@@ -91,5 +117,14 @@ class RunningSha256:
             self._pos += n
 
     def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
         self._catch_up(self._size)
         return self._hash.hexdigest()
+
+    def cancel(self) -> None:
+        self._error = self._error or RuntimeError("hashing was cancelled")
+        self._queue.put(None)
+        self._thread.join()

@@ -15,15 +15,17 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 
-from .hashing import RunningSha256
+from .hashing import QueuedSha256
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 WRITEBACK_BYTES = 64 * 1024 * 1024
+READAHEAD = 32 * 1024 * 1024
 _HAS_PREADV = hasattr(os, "preadv")
+_HAS_FADVISE = hasattr(os, "posix_fadvise")
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -41,6 +43,10 @@ DTYPES: dict[str, torch.dtype] = {
 }
 CODES = {dtype: code for code, dtype in DTYPES.items()}
 FLOAT_CODES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def _nothing() -> None:
+    pass
 
 
 def itemsize(code: str) -> int:
@@ -78,7 +84,8 @@ class SafetensorsFile:
         self.path = Path(path)
         self.label = label or self.path.name
         self._lock = threading.Lock()
-        self._hash: RunningSha256 | None = None
+        self._hash: QueuedSha256 | None = None
+        self._hinted = 0
         try:
             self._file = open(self.path, "rb", buffering=0)
             self._fd = self._file.fileno()
@@ -147,18 +154,34 @@ class SafetensorsFile:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: t.shape for k, t in self.tensors.items()}
 
-    def read_into(self, key: str, first: int, count: int, buffer: torch.Tensor | None = None) -> torch.Tensor:
+    def read_into(
+        self, key: str, first: int, count: int, buffer: torch.Tensor | None = None, hold: Callable | None = None
+    ) -> torch.Tensor:
         """Elements first..first+count-1 of `key`, flat, in the file's dtype, read into `buffer`
-        (a uint8 tensor at least that many bytes long) or into fresh memory."""
+        (a uint8 tensor at least that many bytes long) or into fresh memory.
+
+        While hashing, the bytes are also queued for the hash thread; `hold()` (when given) marks
+        the buffer busy and returns the callback that frees it once hashed."""
         info = self.tensors[key]
         size = itemsize(info.dtype)
         nbytes = count * size
         raw = torch.empty(nbytes, dtype=torch.uint8) if buffer is None else buffer[:nbytes]
+        offset = info.start + first * size
+        self._prefetch(offset + nbytes)
         view = memoryview(raw.numpy()).cast("B")
-        self._read_exactly(view, info.start + first * size)
-        if self._hash is not None:
-            self._hash.feed(info.start + first * size, view)
+        self._read_exactly(view, offset)
+        if self._hash is not None and nbytes:
+            self._hash.submit(offset, view, hold() if hold is not None else _nothing)
         return raw.view(DTYPES[info.dtype])
+
+    def _prefetch(self, end: int) -> None:
+        """Keep ~READAHEAD bytes past the current read requested from the disk (async), so the
+        device always has work queued while we merge and hash."""
+        if not _HAS_FADVISE or end + READAHEAD // 2 <= self._hinted:
+            return
+        start = max(self._hinted, end)
+        os.posix_fadvise(self._fd, start, READAHEAD, os.POSIX_FADV_WILLNEED)
+        self._hinted = start + READAHEAD
 
     def _read_exactly(self, view: memoryview, offset: int) -> None:
         done = 0
@@ -178,8 +201,8 @@ class SafetensorsFile:
         return self.read_into(key, first, info.numel - first if count is None else count)
 
     def start_hashing(self) -> None:
-        """Hash the whole file from the reads that follow (gaps are read when needed)."""
-        self._hash = RunningSha256(self.size, self._read_exactly)
+        """Hash the whole file, on a thread, from the reads that follow (and gaps read there)."""
+        self._hash = QueuedSha256(self.size, self._read_exactly, self.path.name)
 
     def sha256(self) -> str:
         if self._hash is None:
@@ -194,6 +217,8 @@ class SafetensorsFile:
         return bytes(buffer)
 
     def close(self) -> None:
+        if self._hash is not None:
+            self._hash.cancel()
         self._file.close()
 
     def __enter__(self):
@@ -270,7 +295,7 @@ class SafetensorsWriter:
             n = os.write(self._fd, view)
             view = view[n:]
             self._position += n
-        if self._position - self._flushed >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise") and not os.environ.get("AK_NOWB"):
+        if self._position - self._flushed >= WRITEBACK_BYTES and _HAS_FADVISE:
             # Start writing back what we wrote (Linux: DONTNEED on dirty pages queues async
             # writeback), so the final fsync has little left and our output does not crowd the cache.
             os.posix_fadvise(self._fd, self._flushed, self._position - self._flushed, os.POSIX_FADV_DONTNEED)

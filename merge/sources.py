@@ -60,7 +60,7 @@ class TorchCheckpointFile:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: t.shape for k, t in self.tensors.items()}
 
-    def read_into(self, key: str, first: int, count: int, buffer: torch.Tensor | None = None) -> torch.Tensor:
+    def read_into(self, key: str, first: int, count: int, buffer: torch.Tensor | None = None, hold=None) -> torch.Tensor:
         flat = self._tensors[key].reshape(-1)[first:first + count]
         if buffer is None:
             return flat.clone()

@@ -1,15 +1,17 @@
 """The streaming engine: cut a merge plan into slices and run read -> merge -> write as a pipeline.
 
 Why it looks like this (measured on 2 cores): the arithmetic is cheap, but freshly allocated
-buffers cost a page fault per 4 KiB and OpenMP threads fight the I/O threads. So every slice is
-read into one of two reused buffer sets, merged in reused fp32 scratch on one torch thread, and
-written from a reused output buffer, while a helper thread reads the next slice.
+buffers cost a page fault per 4 KiB, OpenMP threads fight the I/O threads, and hashing the inputs
+costs more than merging them. So a reader thread reads each slice once into a pooled buffer set,
+the inputs' hash threads hash those same buffers, and the calling thread merges in reused fp32
+scratch on one torch thread and writes from a reused output buffer.
 """
 
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -73,25 +75,56 @@ def single_torch_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+class _BufferSet:
+    """One slice's read buffers; back in the pool when the merge and the hash threads are done with it."""
+
+    def __init__(self, pool: "queue.SimpleQueue", buffers: dict[str, torch.Tensor]):
+        self.buffers = buffers
+        self._pool = pool
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def hold(self) -> Callable[[], None]:
+        with self._lock:
+            self._users += 1
+        return self._release
+
+    def _release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            free = self._users == 0
+        if free:
+            self._pool.put(self)
+
+
+_DONE = object()
+
+
 class StreamMerge:
-    """Run `slices` from sources {'a','b','c','vae'} into `writer`."""
+    """Run `slices` from sources {'a','b','c','vae'} into a writer: a reader thread fills pooled
+    buffers (the sources' hash threads hash them too), the calling thread merges and writes."""
+
+    BUFFER_SETS = 4
 
     def __init__(self, sources: dict, method: MergeMethod, slice_elements: int | None = None):
         self.sources = {name: src for name, src in sources.items() if src is not None}
         self.method = method
         self.slice_elements = slice_elements = slice_elements or SLICE_ELEMENTS
         widest_in = max((itemsize(t.dtype) for s in self.sources.values() for t in s.tensors.values()), default=4)
-        self._read_sets = [
-            {name: torch.empty(slice_elements * widest_in, dtype=torch.uint8) for name in ("a", "b", "c")}
-            for _ in range(2)
-        ]
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.BUFFER_SETS):
+            buffers = {name: torch.empty(slice_elements * widest_in, dtype=torch.uint8) for name in ("a", "b", "c")}
+            self._pool.put(_BufferSet(self._pool, buffers))
         self._scratch = (torch.empty(slice_elements), torch.empty(slice_elements))
         self._out = torch.empty(slice_elements * 8, dtype=torch.uint8)
+        self._stop = threading.Event()
 
-    def _read(self, piece: Slice, buffers: dict | None):
+    def _read(self, piece: Slice, bufset: _BufferSet | None):
+        hold = bufset.hold if bufset is not None else None
+
         def get(name: str, source_name: str | None = None):
-            buf = buffers[name] if buffers is not None else None
-            return self.sources[source_name or name].read_into(piece.key, piece.start, piece.count, buf)
+            buf = bufset.buffers[name] if bufset is not None else None
+            return self.sources[source_name or name].read_into(piece.key, piece.start, piece.count, buf, hold)
 
         if piece.source == "merge":
             c = get("c") if "c" in self.sources and self.method.needs_base else None
@@ -114,21 +147,28 @@ class StreamMerge:
         out = self._out[: piece.count * itemsize(piece.out.dtype)].view(out_dtype)
         return out.copy_(values)
 
-    def _pipeline(self, pieces: list[Slice]) -> Iterator[tuple[Slice, tuple]]:
-        """Yield (slice, tensors) while the next slice is being read on a helper thread."""
-        if not pieces:
-            return
+    def _wait(self, get: Callable, *args):
+        """A blocking get/put that gives up once the merge stopped."""
+        while not self._stop.is_set():
+            try:
+                return get(*args, timeout=0.1)
+            except (queue.Empty, queue.Full):
+                continue
+        raise _Stopped
 
-        def buffers(index: int):
-            return self._read_sets[index % 2] if pieces[index].count <= self.slice_elements else None
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="animekit-read") as pool:
-            pending = pool.submit(self._read, pieces[0], buffers(0))
-            for index, piece in enumerate(pieces):
-                tensors = pending.result()
-                if index + 1 < len(pieces):
-                    pending = pool.submit(self._read, pieces[index + 1], buffers(index + 1))
-                yield piece, tensors
+    def _reader(self, pieces: list[Slice], ready: queue.Queue) -> None:
+        try:
+            for piece in pieces:
+                bufset = self._wait(self._pool.get) if piece.count <= self.slice_elements else None
+                release = bufset.hold() if bufset is not None else _no_release
+                tensors = self._read(piece, bufset)
+                self._wait(ready.put, (piece, tensors, release))
+            self._wait(ready.put, (_DONE, None, None))
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the merging thread
+            with contextlib.suppress(_Stopped):
+                self._wait(ready.put, (exc, None, None))
 
     def run(
         self,
@@ -140,14 +180,35 @@ class StreamMerge:
     ) -> None:
         total = sum(p.count * itemsize(p.out.dtype) for p in pieces)
         done = 0
-        with single_torch_thread():
-            for piece, tensors in self._pipeline(pieces):
-                if check_cancel is not None:
-                    check_cancel()
-                writer.write(piece.out.key, self._compute(piece, tensors))
-                done += piece.count * itemsize(piece.out.dtype)
-                if progress is not None:
-                    progress(done, total)
+        ready: queue.Queue = queue.Queue(maxsize=self.BUFFER_SETS - 1)
+        reader = threading.Thread(target=self._reader, args=(pieces, ready), name="animekit-read", daemon=True)
+        reader.start()
+        try:
+            with single_torch_thread():
+                while True:
+                    piece, tensors, release = self._wait(ready.get)
+                    if piece is _DONE:
+                        break
+                    if isinstance(piece, BaseException):
+                        raise piece
+                    if check_cancel is not None:
+                        check_cancel()
+                    writer.write(piece.out.key, self._compute(piece, tensors))
+                    release()
+                    done += piece.count * itemsize(piece.out.dtype)
+                    if progress is not None:
+                        progress(done, total)
+        finally:
+            self._stop.set()
+            reader.join()
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _no_release() -> None:
+    pass
 
 
 def source_of(merged: bool, weight: float | None, method: MergeMethod) -> str:

@@ -1,20 +1,22 @@
-"""Where the trainer nodes read and write: the run folder, the published model file, the base model.
+"""Where the trainer nodes read and write: model files, the run's work folder, the base model.
 
-A run works in `output/animekit_training/<lora|checkpoint>/<filename>/` (periodic saves, resume
-states, log.csv, latent cache); its final file is then moved into place — `models/loras/` for a
-LoRA, so the stock LoraLoader lists it at once, `output/checkpoints/` for a checkpoint — which
-keeps resume states (themselves .safetensors files) out of ComfyUI's model lists.
+Model files (final and periodic) go where ComfyUI's loaders look: `models/loras/` for a LoRA, so
+the stock LoraLoader lists it at once, `output/checkpoints/` for a checkpoint (as CheckpointSave
+does). Resume states, log.csv and the latent cache go to a work folder,
+`output/animekit_training/<lora|checkpoint>/<filename>/`, which keeps the states (themselves
+.safetensors files) out of ComfyUI's model lists.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import folder_paths
 
-from ..merge.files import atomic_output, resolve_inside
+from ..merge.files import resolve_inside
 from ..training.checkpointing import list_states
 
 RUNS_FOLDER = "animekit_training"
@@ -39,30 +41,36 @@ def run_folder(kind: str, stem: str) -> Path:
     return resolve_inside(root, stem, what="filename")
 
 
-def lora_destination(stem: str) -> tuple[Path, str]:
-    """(file path, the name LoraLoader lists it under) in the first loras folder."""
-    root = Path(folder_paths.get_folder_paths("loras")[0])
+@dataclass(frozen=True)
+class Destination:
+    """Where a run's model files go and the name ComfyUI's loader lists the final one under."""
+
+    folder: Path  # save.output_dir
+    name: str  # save.name: the file stem, without subfolders
+    listed: str  # e.g. "chars/alice.safetensors"
+
+    @property
+    def final(self) -> Path:
+        return self.folder / f"{self.name}{SUFFIX}"
+
+
+def _destination(root: Path, stem: str) -> Destination:
     path = resolve_inside(root, stem + SUFFIX, what="filename")
-    return path, os.path.relpath(path, root.resolve())
+    return Destination(path.parent, path.name[: -len(SUFFIX)], os.path.relpath(path, root.resolve()))
 
 
-def checkpoint_destination(stem: str) -> tuple[Path, str]:
-    root = Path(folder_paths.get_output_directory()) / "checkpoints"
-    path = resolve_inside(root, stem + SUFFIX, what="filename")
-    return path, os.path.relpath(path, root.resolve())
+def lora_destination(stem: str) -> Destination:
+    """In the first loras folder."""
+    return _destination(Path(folder_paths.get_folder_paths("loras")[0]), stem)
 
 
-def publish(source: Path, destination: Path) -> Path:
-    """Move a finished file into place atomically (a copy when it crosses file systems)."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(source, destination)
-    except OSError:
-        with atomic_output(destination) as tmp:
-            shutil.copyfile(source, tmp)
-        source.unlink()
-    folder_paths.filename_list_cache.clear()  # LoraLoader / CheckpointLoader list it at once
-    return destination
+def checkpoint_destination(stem: str) -> Destination:
+    return _destination(Path(folder_paths.get_output_directory()) / "checkpoints", stem)
+
+
+def refresh_lists(_path=None) -> None:
+    """A new model file: make LoraLoader / CheckpointLoader list it at once (on_save hook)."""
+    folder_paths.filename_list_cache.clear()
 
 
 def newest_state(run: Path) -> Path | None:

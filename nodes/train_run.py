@@ -1,4 +1,4 @@
-"""One trainer-node run: check everything cheap first, then train, publish the file, build outputs.
+"""One trainer-node run: check everything cheap first, then train, then build the outputs.
 
 Order matters for the user: every bad input (dataset, architecture, contradicting settings,
 unknown choices, not enough GPU memory) is refused before a model is loaded or a latent encoded.
@@ -162,7 +162,7 @@ def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict 
     check_contradictions(values, spec)
     kind = "lora" if lora else "checkpoint"
     stem = files.file_stem(values["filename"])
-    destination, listed = files.lora_destination(stem) if lora else files.checkpoint_destination(stem)
+    destination = files.lora_destination(stem) if lora else files.checkpoint_destination(stem)
     run = files.run_folder(kind, stem)
     model, clip, vae = values["model"], values["clip"], values["vae"]
     if model is None:
@@ -198,7 +198,9 @@ def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict 
     device = comfy.model_management.get_torch_device()
     mixed = choose_mixed(values["mixed_precision"], device, bundle.denoiser.compute_dtype())
     try:
-        cfg = build_config(values, lora=lora, spec=spec, bundle=bundle, run=run, mixed=mixed, init_weights=init_weights)
+        cfg = build_config(
+            values, lora=lora, spec=spec, bundle=bundle, files=destination, run=run, mixed=mixed, init_weights=init_weights
+        )
         check_bundle(cfg, bundle)
     except ValueError as exc:
         raise explain(exc) from None
@@ -215,21 +217,24 @@ def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict 
         )  # fmt: skip
         sampler = lambda b: render_samples(b, settings, MIXED_DTYPES[mixed])  # noqa: E731
     session = training_session(bundle, MIXED_DTYPES[mixed], private)
+    hooks = monitor.hooks(sampler)
+    hooks.on_save = files.refresh_lists
     with session.active():
         accelerator = _accelerator(device)
         try:
-            result = Trainer(cfg, bundle, spec.index, monitor.hooks(sampler), accelerator).run(resume)
+            result = Trainer(cfg, bundle, spec.index, hooks, accelerator).run(resume)
         except ValueError as exc:
             raise explain(exc) from None
+        if result.network is not None:
+            result.network.detach()
     if result.stopped:
         log.info("AnimeKit trainer: cancelled at step %d; resume state %s", result.steps, result.state)
         monitor.raise_if_cancelled()
     if result.output is None:
         raise RuntimeError(f"training ended at step {result.steps} without writing a model file")
-    path = files.publish(Path(result.output), destination)
-
+    path = Path(result.output)
     if lora:
         tensors = comfy.utils.load_torch_file(str(path), safe_load=True)
         model, clip = comfy.sd.load_lora_for_models(values["model"], values["clip"], tensors, 1.0, 1.0)
-    return TrainOutcome(model, clip, listed, path, monitor.loss_graph(), monitor.sample_images(), result)
+    return TrainOutcome(model, clip, destination.listed, path, monitor.loss_graph(), monitor.sample_images(), result)
 

@@ -33,6 +33,7 @@ from ..training.config import (
 )
 from ..training.protocols import ModelBundle
 from .train_dataset import DatasetSpec
+from .train_files import Destination
 
 DatasetType = io.Custom("ANIMEKIT_DATASET")
 
@@ -76,8 +77,8 @@ def head_inputs(defaults: Defaults, lora: bool) -> list:
         io.Vae.Input("vae", tooltip="The VAE that encodes the training images into latents (and decodes sample images)."),
         DatasetType.Input("dataset", tooltip="Images and caption settings from an AnimeKit Dataset node."),
         io.String.Input("filename", default=defaults.filename,
-                        tooltip=f"File name (no extension; subfolders allowed) in {defaults.target}. Periodic saves, resume "
-                        "states and log.csv go to output/animekit_training/ under the same name."),
+                        tooltip=f"File name (no extension; subfolders allowed) in {defaults.target}. Resume states, log.csv "
+                        "and the latent cache go to output/animekit_training/ under the same name."),
         io.Int.Input("steps", default=1000, min=1, max=1_000_000,
                      tooltip="Optimizer steps to train (each uses batch_size x gradient_accumulation images)."),
         io.Int.Input("batch_size", default=1, min=1, max=256,
@@ -139,7 +140,8 @@ def tail_inputs(defaults: Defaults, lora: bool, continue_options: list[str]) -> 
         io.Int.Input("training_seed", default=42, min=0, max=2**31 - 1,
                      tooltip="Seed of the LoRA initialisation, noise, timesteps and caption / crop draws: same seed, same run."),
         io.Int.Input("save_every_n_steps", default=0, min=0, max=1_000_000,
-                     tooltip="Also save the model and a resume state every N steps (to the run folder); 0 = only at the end."),
+                     tooltip="Also save the model (<filename>-step00000100.safetensors beside the final file) and a "
+                     "resume state every N steps; 0 = only at the end."),
         io.Int.Input("sample_every_n_steps", default=0, min=0, max=1_000_000,
                      tooltip="Render sample_prompts every N steps; they show on the node while it trains. 0 = no samples."),
         io.String.Input("sample_prompts", default="", multiline=True,
@@ -204,7 +206,8 @@ def sample_prompts(values: dict) -> tuple[str, ...]:
 
 
 def build_config(
-    values: dict, *, lora: bool, spec: DatasetSpec, bundle: ModelBundle, run: Path, mixed: str, init_weights: str = ""
+    values: dict, *, lora: bool, spec: DatasetSpec, bundle: ModelBundle, files: Destination, run: Path, mixed: str,
+    init_weights: str = "",
 ) -> TrainConfig:
     arch = bundle.arch
     clip = bundle.extras["clip"]
@@ -219,7 +222,10 @@ def build_config(
             name=bundle.name,
         ),
         dataset=dataclasses.replace(spec.config, batch_size=values["batch_size"], seed=values["training_seed"]),
-        save=SaveConfig(output_dir=str(run), name=run.name, every_n_steps=values["save_every_n_steps"], precision="fp16"),
+        save=SaveConfig(
+            output_dir=str(files.folder), name=files.name, work_dir=str(run), every_n_steps=values["save_every_n_steps"],
+            precision="fp16",
+        ),
         network=NetworkConfig(
             type="lora" if lora else "full",
             rank=values.get("rank", 16),

@@ -26,6 +26,8 @@ def kohya_buckets(resolution: int, min_size: int, max_size: int, step: int = 64)
         raise ValueError(f"min_size ({min_size}) must not exceed max_size ({max_size})")
     if resolution > max_size:
         raise ValueError(f"resolution ({resolution}) must not exceed max_size ({max_size})")
+    if resolution < step or min_size < step:
+        raise ValueError(f"resolution ({resolution}) and min_size ({min_size}) must be at least one step ({step})")
     area = resolution * resolution
     side = resolution // step * step
     sizes: set[Size] = {(side, side)}

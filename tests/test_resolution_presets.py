@@ -127,3 +127,11 @@ def test_cover_crop_box_keeps_the_target_aspect_centred(src, dst, box):
     left, top, width, height = box
     assert abs(width / height - dst[0] / dst[1]) < 0.005
     assert abs((src[0] - width - 2 * left)) <= 1 and abs((src[1] - height - 2 * top)) <= 1
+
+
+def test_kohya_buckets_refuses_resolution_below_one_step():
+    import pytest
+    from animekit.profiles.resolutions import kohya_buckets
+
+    with pytest.raises(ValueError, match="at least one step"):
+        kohya_buckets(3, 8, 64, 8)

@@ -5,18 +5,13 @@ Every check compares against ComfyUI itself: its model call, its text encoding, 
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
 from support.comfy_models import TINY_UNET, TinyModels, tiny_clip, tiny_model_patcher, tiny_models, tiny_sd1, tiny_vae
+from support.train_nodes import comfy_prediction, literal, pack, sdxl_adm
 
 pytestmark = pytest.mark.host
-
-
-def pack(host, name: str):
-    return importlib.import_module(f"{host.pack_module}.{name}")
 
 
 def sizes_for(host, batch: int):
@@ -27,31 +22,9 @@ def sizes_for(host, batch: int):
     return protocols.SizeConditioning(original, crop, target)
 
 
-def comfy_prediction(models, x, t, text, sizes):
-    """What ComfyUI's own model call implies the UNet predicted (eps or v) at integer timesteps t."""
-    import comfy.model_management
-    import comfy.model_sampling
-
-    comfy.model_management.load_models_gpu([models.model])  # applies object patches (e.g. a v-prediction override)
-    base = models.model.model
-    sampling = models.model.get_model_object("model_sampling")
-    sigma = sampling.sigmas[t]
-    s = sigma.view(-1, 1, 1, 1)
-    x_in = x * (s**2 + 1).sqrt()  # DDPM x_t -> ComfyUI's sigma-space input
-    kwargs = {}
-    if models.arch == "sdxl":
-        ys = []
-        for i in range(x.shape[0]):
-            (oh, ow), (ct, cl), (th, tw) = sizes.original_size[i].tolist(), sizes.crop_top_left[i].tolist(), sizes.target_size[i].tolist()
-            ys.append(base.encode_adm(pooled_output=text.pooled[i : i + 1], height=oh, width=ow, crop_h=ct, crop_w=cl,
-                                      target_height=th, target_width=tw))  # fmt: skip
-        kwargs["y"] = torch.cat(ys)
-    with torch.no_grad():
-        out = base.apply_model(x_in, sigma, c_crossattn=text.hidden_states, **kwargs)
-    if isinstance(sampling, comfy.model_sampling.V_PREDICTION):
-        # denoised = x_in / (s^2 + 1) - v * s / sqrt(s^2 + 1)
-        return (x_in / (s**2 + 1) - out) * (s**2 + 1).sqrt() / s
-    return (x_in - out) / s
+def reference(models, x, t, text, sizes):
+    y = sdxl_adm(models.model, text.pooled, sizes) if models.arch == "sdxl" else None
+    return comfy_prediction(models.model, x, t, text.hidden_states, y)
 
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
@@ -78,8 +51,7 @@ def test_denoiser_and_text_match_comfyui(comfy_host, arch):
     text = bundle.text_encoders.encode(captions, torch.device("cpu"))
     lengths = []
     for i, caption in enumerate(captions):
-        escaped = caption.replace("(", r"\(").replace(")", r"\)")  # ComfyUI prompt syntax for a literal caption
-        cond, pooled = models.clip.encode_from_tokens(models.clip.tokenize(escaped), return_pooled=True)
+        cond, pooled = models.clip.encode_from_tokens(models.clip.tokenize(literal(caption)), return_pooled=True)
         length = cond.shape[1]
         lengths.append(length)
         torch.testing.assert_close(text.hidden_states[i : i + 1, :length], cond, rtol=1e-5, atol=1e-5)
@@ -94,7 +66,7 @@ def test_denoiser_and_text_match_comfyui(comfy_host, arch):
     sizes = sizes_for(comfy_host, 2)
     with torch.no_grad():
         ours = bundle.denoiser(x, t, text, sizes)
-    torch.testing.assert_close(ours, comfy_prediction(models, x, t, text, sizes), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours, reference(models, x, t, text, sizes), rtol=1e-4, atol=1e-4)
 
 
 def test_v_prediction_zero_terminal_snr_model(comfy_host):
@@ -111,7 +83,7 @@ def test_v_prediction_zero_terminal_snr_model(comfy_host):
     t = torch.tensor([100, 900])
     with torch.no_grad():
         ours = bundle.denoiser(x, t, text, None)
-    torch.testing.assert_close(ours, comfy_prediction(models, x, t, text, None), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours, reference(models, x, t, text, None), rtol=1e-4, atol=1e-4)
 
 
 def test_unsupported_models_are_refused_by_name(comfy_host):

@@ -147,3 +147,28 @@ def test_comfyui_source_is_explained_headless():
         load_bundle(ModelConfig(path="x", source="comfyui"))
     with pytest.raises(FileNotFoundError, match="is not a diffusers model folder"):
         load_bundle(ModelConfig(path="/nonexistent"))
+
+
+def test_readme_documents_every_setting():
+    """training/README.md lists every key of every table, so the docs cannot drift from the schema."""
+    import dataclasses
+    import re
+
+    from animekit.training import config as c
+    from animekit.training.data.captions import CaptionConfig
+    from animekit.training.data.dataset import BucketConfig, DatasetConfig, FolderSpec
+
+    text = (TRAINING / "README.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^### (\S+)\n(.*?)(?=^### |^## |\Z)", text, flags=re.S | re.M))
+    tables = {
+        "[model]": c.ModelConfig, "[network]": c.NetworkConfig, "[objective]": c.ObjectiveConfig,
+        "[optimizer]": c.OptimizerConfig, "[schedule]": c.ScheduleConfig, "[precision]": c.PrecisionConfig,
+        "[cache]": c.CacheConfig, "[ema]": c.EmaConfig, "[save]": c.SaveConfig, "[sample]": c.SampleConfig,
+        "[logging]": c.LogConfig, "[dataset]": DatasetConfig, "[dataset.buckets]": BucketConfig,
+        "[dataset.captions]": CaptionConfig, "[[dataset.folders]]": FolderSpec,
+    }  # fmt: skip
+    for section, cls in tables.items():
+        assert section in sections, section
+        documented = set(re.findall(r"^\| `(\w+)` \|", sections[section], flags=re.M))
+        skip = {"buckets", "captions"} if cls is DatasetConfig else set()
+        assert documented == {f.name for f in dataclasses.fields(cls)} - skip, section

@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 
 from animekit.training.adapters.diffusers_models import load_bundle
 from animekit.training.checkpointing import list_states
-from animekit.training.config import ModelConfig
 from animekit.training.config_toml import config_from_dict
 from animekit.training.hooks import Hooks, TrainingDiverged
 from animekit.training.run import train

@@ -338,57 +338,65 @@ class Trainer:
         return self.source.epoch - (0 if self.source.end_of_epoch else 1)
 
     def run(self, resume: str | None = None) -> TrainResult:
-        cfg = self.cfg
+        """Train to the end (or until should_stop); saves and states as configured."""
+        self._tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         self.saved: list[Path] = []
         self.state_path: Path | None = None
+        self._log: RunLog | None = None
+        self._batches = None
+        try:
+            return self._run(resume)
+        finally:
+            if self._batches is not None:
+                self._batches.close()  # stops the loader's prefetch threads
+            if self._log is not None:
+                self._log.close()
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32  # the host's settings
+
+    def _run(self, resume: str | None) -> TrainResult:
+        cfg = self.cfg
         self._setup()
         step = self._resume(resume) if resume else 0
-        log = None
         if self.acc.is_main_process:
-            log = RunLog(self.work_dir, tensorboard=cfg.logging.tensorboard, resume_step=step if resume else None)
+            self._log = RunLog(self.work_dir, tensorboard=cfg.logging.tensorboard, resume_step=step if resume else None)
         completed_epochs = self._completed_epochs()
         last_loss, stopped, output = None, False, None
-        batches = iter(self.source)
+        self._batches = batches = iter(self.source)
         started, images_done = time.perf_counter(), 0
         self._progress("train", step, self.max_steps, self.source.epoch)
-        try:
-            while step < self.max_steps:
-                if self._should_stop():
-                    stopped = True
-                    break
-                last_loss, rates, grad_norm, images = self._one_step(batches, step)
-                step += 1
-                images_done += images
-                epoch = self.source.epoch
-                if log is not None and (step % cfg.logging.every_n_steps == 0 or step == self.max_steps):
-                    elapsed = time.perf_counter() - started
-                    log.write(step, epoch, last_loss, rates, grad_norm, images_done * self.world / elapsed if elapsed else None)
-                if self.hooks.on_step is not None and self.acc.is_main_process:
-                    self.hooks.on_step(step, last_loss, rates)
-                self._progress("train", step, self.max_steps, epoch, last_loss)
-                if cfg.sample.every_n_steps and step % cfg.sample.every_n_steps == 0 and self.hooks.on_sample is not None:
-                    if self.acc.is_main_process:
-                        self._sample(step)
-                    self.acc.wait_for_everyone()
-                epoch_done = self._completed_epochs() > completed_epochs
-                completed_epochs = self._completed_epochs()
-                if step == self.max_steps:
-                    break  # the final save follows
-                if cfg.save.every_n_steps and step % cfg.save.every_n_steps == 0:
-                    self._periodic_save(step, epoch, by_epoch=False)
-                elif epoch_done and cfg.save.every_n_epochs and completed_epochs % cfg.save.every_n_epochs == 0:
-                    self._periodic_save(step, completed_epochs, by_epoch=True)
-            if stopped:
-                if step > 0:
-                    self._save_state(step, self.source.epoch)  # stopping always leaves a way to resume
-            else:
-                output = self._save_model(final_name(cfg.save.name), step, self.source.epoch)
-                if cfg.save.save_state:
-                    self._save_state(step, self.source.epoch)
-        finally:
-            batches.close()  # stops the loader's prefetch threads
-            if log is not None:
-                log.close()
+        while step < self.max_steps:
+            if self._should_stop():
+                stopped = True
+                break
+            last_loss, rates, grad_norm, images = self._one_step(batches, step)
+            step += 1
+            images_done += images
+            epoch = self.source.epoch
+            if self._log is not None and (step % cfg.logging.every_n_steps == 0 or step == self.max_steps):
+                elapsed = time.perf_counter() - started
+                self._log.write(step, epoch, last_loss, rates, grad_norm, images_done * self.world / elapsed if elapsed else None)
+            if self.hooks.on_step is not None and self.acc.is_main_process:
+                self.hooks.on_step(step, last_loss, rates)
+            self._progress("train", step, self.max_steps, epoch, last_loss)
+            if cfg.sample.every_n_steps and step % cfg.sample.every_n_steps == 0 and self.hooks.on_sample is not None:
+                if self.acc.is_main_process:
+                    self._sample(step)
+                self.acc.wait_for_everyone()
+            epoch_done = self._completed_epochs() > completed_epochs
+            completed_epochs = self._completed_epochs()
+            if step == self.max_steps:
+                break  # the final save follows
+            if cfg.save.every_n_steps and step % cfg.save.every_n_steps == 0:
+                self._periodic_save(step, epoch, by_epoch=False)
+            elif epoch_done and cfg.save.every_n_epochs and completed_epochs % cfg.save.every_n_epochs == 0:
+                self._periodic_save(step, completed_epochs, by_epoch=True)
+        if stopped:
+            if step > 0:
+                self._save_state(step, self.source.epoch)  # stopping always leaves a way to resume
+        else:
+            output = self._save_model(final_name(cfg.save.name), step, self.source.epoch)
+            if cfg.save.save_state:
+                self._save_state(step, self.source.epoch)
         return TrainResult(
             output=output if self.acc.is_main_process else None,
             steps=step,
