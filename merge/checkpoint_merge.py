@@ -58,14 +58,16 @@ class FileMergeResult:
 
 # --- checks -------------------------------------------------------------------------------------
 
-def _check_paths(config: FileMergeConfig) -> None:
-    output = Path(config.output)
-    if output.suffix.lower() != ".safetensors":
-        raise ValueError(f"output {str(output)!r} must end in .safetensors")
+def _check_request(config: FileMergeConfig, *, writing: bool) -> None:
     if config.dtype not in OUTPUT_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(OUTPUT_DTYPES)}, got {config.dtype!r}")
     if config.method.needs_base and config.model_c is None:
         raise ValueError(f"the {config.method.name} method needs a base model C (--base)")
+    if not writing:
+        return
+    output = Path(config.output)
+    if output.suffix.lower() != ".safetensors":
+        raise ValueError(f"output {str(output)!r} must end in .safetensors")
     inputs = {"model A": config.model_a, "model B": config.model_b, "model C": config.model_c}
     for label, path in inputs.items():
         if path is not None and output.resolve() == Path(path).resolve():
@@ -115,11 +117,11 @@ def _vae_keys(vae, a) -> dict[str, str]:
 # --- the merge ----------------------------------------------------------------------------------
 
 class _Merge:
-    """State of one running merge (opened inputs, plan, steps)."""
+    """One merge, opened and planned: inputs checked, architecture agreed, every key decided."""
 
-    def __init__(self, config: FileMergeConfig, stack: contextlib.ExitStack):
+    def __init__(self, config: FileMergeConfig, stack: contextlib.ExitStack, *, writing: bool = True):
         self.config = config
-        _check_paths(config)
+        _check_request(config, writing=writing)
         self.a = stack.enter_context(contextlib.closing(open_checkpoint(config.model_a, label="model A")))
         self.b = stack.enter_context(contextlib.closing(open_checkpoint(config.model_b, label="model B")))
         self.c = None
@@ -134,9 +136,7 @@ class _Merge:
         self.vae = None
         self.vae_map: dict[str, str] = {}
         if vae_mode == VAE_FILE:
-            self.vae = stack.enter_context(
-                contextlib.closing(open_checkpoint(config.vae, label="VAE file"))
-            )
+            self.vae = stack.enter_context(contextlib.closing(open_checkpoint(config.vae, label="VAE file")))
             self.vae_map = _vae_keys(self.vae, self.a)
         self.plan = build_plan(
             self.arch, weights, config.method, _specs(self.a), _specs(self.b),
@@ -172,7 +172,7 @@ class _Merge:
 def plan_checkpoint_merge(config: FileMergeConfig) -> MergePlan:
     """Check the inputs and plan the merge from the headers alone (nothing is written)."""
     with contextlib.ExitStack() as stack:
-        return _Merge(config, stack).plan
+        return _Merge(config, stack, writing=False).plan
 
 
 def _sources(merge: _Merge) -> list[tuple[str, object]]:
@@ -206,6 +206,7 @@ def merge_checkpoints(
         _check_disk(output, sum(o.nbytes for o in merge.job.outputs) + len(str(draft)) + (1 << 20))
         for _, src in _sources(merge):
             src.start_hashing()
+            src.warm_up()  # the disk reads ahead while StreamMerge imports torch
         engine = StreamMerge({"a": merge.a, "b": merge.b, "c": merge.c, "vae": merge.vae}, config.method)
         with atomic_output(output) as tmp:
             fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)

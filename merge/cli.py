@@ -57,7 +57,7 @@ def _config(args: argparse.Namespace) -> FileMergeConfig:
         model_a=args.model_a,
         model_b=args.model_b,
         model_c=args.model_c,
-        output=args.output or "plan-only.safetensors",
+        output=args.output or "",  # --explain alone: planned, never written
         weights=WeightChoice(preset=args.preset, weights=args.weights, preset_file=args.preset_file),
         method=MergeMethod(args.method, density=args.density, seed=args.seed),
         dtype=args.dtype,

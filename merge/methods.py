@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are touched, so planning and the CLI start fast
+    import torch
 
 WEIGHTED_SUM = "weighted-sum"
 ADD_DIFFERENCE = "add-difference"
@@ -100,6 +102,8 @@ def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 def uniform_stream(stream: int, start: int, count: int, device=None) -> torch.Tensor:
     """`count` fp32 uniforms in [0, 1) for element indices start..start+count-1 (splitmix64 hash)."""
+    import torch
+
     x = torch.arange(start + 1, start + count + 1, dtype=torch.int64, device=device)
     x.mul_(_GOLDEN).add_(stream)  # splitmix64: state = stream + (i + 1) * golden gamma
     x.bitwise_xor_(_shr(x, 30)).mul_(_MIX1)
@@ -116,6 +120,8 @@ def dare_keep_mask(stream: int, start: int, count: int, density: float, device=N
 
 def trim_to_density(delta: torch.Tensor, density: float) -> torch.Tensor:
     """Zero all but the ceil(density*n) largest-magnitude entries (ties at the threshold are kept)."""
+    import torch
+
     n = delta.numel()
     if density >= 1.0 or n == 0:
         return delta
@@ -129,6 +135,8 @@ def trim_to_density(delta: torch.Tensor, density: float) -> torch.Tensor:
 
 def _fp32(t: torch.Tensor, scratch: torch.Tensor | None) -> torch.Tensor:
     """An fp32 copy of `t` we may modify in place: in `scratch` (flat fp32, reused) when given."""
+    import torch
+
     if scratch is None:
         return t.to(torch.float32, copy=True)
     return scratch[: t.numel()].view(t.shape).copy_(t)
@@ -150,6 +158,8 @@ def merge_values(
     `stream` is `key_seed(method.seed, key)` for DARE. `scratch` is two flat fp32 buffers the result
     may live in (the streaming merge reuses them to avoid allocating per slice). Returns fp32.
     """
+    import torch
+
     if a.shape != b.shape or (c is not None and c.shape != a.shape):
         raise ValueError(f"shape mismatch: A {tuple(a.shape)}, B {tuple(b.shape)}, C {None if c is None else tuple(c.shape)}")
     w = float(w)

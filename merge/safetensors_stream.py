@@ -15,33 +15,35 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from .hashing import QueuedSha256
+
+if TYPE_CHECKING:  # imported when tensors are read, so headers and plans need no torch
+    import torch
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 WRITEBACK_BYTES = 64 * 1024 * 1024
 READAHEAD = 32 * 1024 * 1024
+WARM_UP_BYTES = 256 * 1024 * 1024
 _HAS_PREADV = hasattr(os, "preadv")
 _HAS_FADVISE = hasattr(os, "posix_fadvise")
 
-DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
+# safetensors dtype code -> (torch dtype name, bytes per element)
+DTYPES: dict[str, tuple[str, int]] = {
+    "F64": ("float64", 8),
+    "F32": ("float32", 4),
+    "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2),
+    "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E5M2": ("float8_e5m2", 1),
+    "I64": ("int64", 8),
+    "I32": ("int32", 4),
+    "I16": ("int16", 2),
+    "I8": ("int8", 1),
+    "U8": ("uint8", 1),
+    "BOOL": ("bool", 1),
 }
-CODES = {dtype: code for code, dtype in DTYPES.items()}
 FLOAT_CODES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 
 
@@ -50,7 +52,19 @@ def _nothing() -> None:
 
 
 def itemsize(code: str) -> int:
-    return torch.empty((), dtype=DTYPES[code]).element_size()
+    return DTYPES[code][1]
+
+
+def torch_dtype(code: str) -> "torch.dtype":
+    import torch
+
+    return getattr(torch, DTYPES[code][0])
+
+
+def code_of(dtype: "torch.dtype") -> str | None:
+    """The safetensors code of a torch dtype (None if safetensors has none)."""
+    name = str(dtype).removeprefix("torch.")
+    return next((code for code, (torch_name, _) in DTYPES.items() if torch_name == name), None)
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,8 @@ class SafetensorsFile:
 
         While hashing, the bytes are also queued for the hash thread; `hold()` (when given) marks
         the buffer busy and returns the callback that frees it once hashed."""
+        import torch
+
         info = self.tensors[key]
         size = itemsize(info.dtype)
         nbytes = count * size
@@ -172,7 +188,14 @@ class SafetensorsFile:
         self._read_exactly(view, offset)
         if self._hash is not None and nbytes:
             self._hash.submit(offset, view, hold() if hold is not None else _nothing)
-        return raw.view(DTYPES[info.dtype])
+        return raw.view(torch_dtype(info.dtype))
+
+    def warm_up(self, nbytes: int = WARM_UP_BYTES) -> None:
+        """Ask the OS to start reading the first tensors in (async), e.g. while torch imports."""
+        if _HAS_FADVISE and self.tensors:
+            start = next(iter(self.tensors.values())).start
+            os.posix_fadvise(self._fd, start, nbytes, os.POSIX_FADV_WILLNEED)
+            self._hinted = max(self._hinted, start + nbytes)
 
     def _prefetch(self, end: int) -> None:
         """Keep ~READAHEAD bytes past the current read requested from the disk (async), so the
@@ -308,7 +331,9 @@ class SafetensorsWriter:
             if self._current is None or self._current.key != key:
                 raise RuntimeError(f"writer expected {self._current and self._current.key!r}, got {key!r}")
             self._left = self._current.nbytes
-        if data.dtype != DTYPES[self._current.dtype]:
+        import torch
+
+        if data.dtype != torch_dtype(self._current.dtype):
             raise RuntimeError(f"{key}: got {data.dtype}, planned {self._current.dtype}")
         raw = data.contiguous().view(-1).view(torch.uint8)
         if raw.numel() > self._left:

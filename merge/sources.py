@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from .hashing import BackgroundSha256
-from .safetensors_stream import CODES, SafetensorsFile, TensorInfo
+from .safetensors_stream import SafetensorsFile, TensorInfo, code_of
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -33,7 +31,9 @@ class TorchCheckpointFile:
             for key, t in self._tensors.items()
         }
 
-    def _load(self) -> dict[str, torch.Tensor]:
+    def _load(self) -> dict:
+        import torch
+
         try:
             try:
                 obj = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
@@ -52,22 +52,23 @@ class TorchCheckpointFile:
             raise ValueError(f"{self.label}: {str(self.path)!r} holds a {type(obj).__name__}, not a state dict")
         return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
-    def _code(self, key: str, tensor: torch.Tensor) -> str:
-        if tensor.dtype not in CODES:
+    def _code(self, key: str, tensor) -> str:
+        code = code_of(tensor.dtype)
+        if code is None:
             raise ValueError(f"{self.label}: {key!r} has unsupported dtype {tensor.dtype}")
-        return CODES[tensor.dtype]
+        return code
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: t.shape for k, t in self.tensors.items()}
 
-    def read_into(self, key: str, first: int, count: int, buffer: torch.Tensor | None = None, hold=None) -> torch.Tensor:
+    def read_into(self, key: str, first: int, count: int, buffer=None, hold=None):
         flat = self._tensors[key].reshape(-1)[first:first + count]
         if buffer is None:
             return flat.clone()
         out = buffer[: count * flat.element_size()].view(flat.dtype)
         return out.copy_(flat)
 
-    def read(self, key: str, first: int = 0, count: int | None = None) -> torch.Tensor:
+    def read(self, key: str, first: int = 0, count: int | None = None):
         numel = self.tensors[key].numel
         return self.read_into(key, first, numel - first if count is None else count)
 
@@ -78,6 +79,9 @@ class TorchCheckpointFile:
 
     def start_hashing(self) -> None:
         self._hasher = BackgroundSha256(self.path)
+
+    def warm_up(self) -> None:
+        """Nothing to do: torch.load has already mapped the file."""
 
     def sha256(self) -> str:
         if self._hasher is None:

@@ -13,12 +13,13 @@ import contextlib
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .methods import WEIGHTED_SUM, MergeMethod, key_seed, merge_values
-from .safetensors_stream import DTYPES, OutputTensor, SafetensorsWriter, itemsize
+from .safetensors_stream import OutputTensor, SafetensorsWriter, itemsize, torch_dtype
+
+if TYPE_CHECKING:  # imported by StreamMerge, so planning a merge needs no torch
+    import torch
 
 SLICE_ELEMENTS = 1 << 20  # 1 Mi elements: a 4 MiB fp32 scratch stays in cache
 
@@ -67,6 +68,8 @@ def slices(job: Job, method: MergeMethod, slice_elements: int | None = None) -> 
 @contextlib.contextmanager
 def single_torch_thread() -> Iterator[None]:
     """Arithmetic on one intra-op thread; the other cores read, hash and write."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -78,7 +81,7 @@ def single_torch_thread() -> Iterator[None]:
 class _BufferSet:
     """One slice's read buffers; back in the pool when the merge and the hash threads are done with it."""
 
-    def __init__(self, pool: "queue.SimpleQueue", buffers: dict[str, torch.Tensor]):
+    def __init__(self, pool: "queue.SimpleQueue", buffers: dict):
         self.buffers = buffers
         self._pool = pool
         self._users = 0
@@ -107,6 +110,8 @@ class StreamMerge:
     BUFFER_SETS = 4
 
     def __init__(self, sources: dict, method: MergeMethod, slice_elements: int | None = None):
+        import torch
+
         self.sources = {name: src for name, src in sources.items() if src is not None}
         self.method = method
         self.slice_elements = slice_elements = slice_elements or SLICE_ELEMENTS
@@ -131,8 +136,8 @@ class StreamMerge:
             return get("a"), get("b"), c
         return (get("a", piece.source),)
 
-    def _compute(self, piece: Slice, tensors) -> torch.Tensor:
-        out_dtype = DTYPES[piece.out.dtype]
+    def _compute(self, piece: Slice, tensors) -> "torch.Tensor":
+        out_dtype = torch_dtype(piece.out.dtype)
         pooled = piece.count <= self.slice_elements
         if piece.source == "merge":
             a, b, c = tensors

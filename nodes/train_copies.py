@@ -34,8 +34,10 @@ def _copy_module(patcher) -> nn.Module:
             memo[id(current)] = None
         module = copy.deepcopy(patcher.model, memo)
         module.to(patcher.offload_device)
-    for name in _MODEL_LOAD_STATE + ("current_patcher",):
+    for name in _MODEL_LOAD_STATE:
         module.__dict__.pop(name, None)
+    if "current_patcher" in module.__dict__:
+        module.current_patcher = None  # BaseModel's own initial value; the sampler sets it per run
     for sub in module.modules():
         for name in _LAYER_LOAD_STATE:
             sub.__dict__.pop(name, None)

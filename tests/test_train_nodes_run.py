@@ -202,7 +202,7 @@ def run_values(host, folders, **changes):
     if spec is None:
         spec = dataset_node.execute(**dict(DATASET_DEFAULTS, folder="chars")).args[0]
     models = changes.pop("models", None) or tiny_models("sd15")
-    values = dict(LORA_DEFAULTS, filename="bad", model=models.model, clip=models.clip, vae=models.vae, dataset=spec, **changes)
+    values = {**LORA_DEFAULTS, "filename": "bad", "model": models.model, "clip": models.clip, "vae": models.vae, "dataset": spec, **changes}
     return pack(host, "nodes.train_run").run_training(values, lora=True, node_id=None, prompt=None, title="test")
 
 
@@ -288,7 +288,8 @@ def test_settings_that_do_not_fit_the_gpu_are_refused_with_advice(comfy_host, co
 
     write_dataset(comfy_folders.input / "chars", count=1)
     monkeypatch.setattr(mm, "get_torch_device", lambda: torch.device("cuda", 0))
-    monkeypatch.setattr(mm, "get_free_memory", lambda *a, **k: 1024**3 // 4)
+    free = 1024**3 // 4
+    monkeypatch.setattr(mm, "get_free_memory", lambda dev=None, torch_free_too=False: (free, free) if torch_free_too else free)
     monkeypatch.setattr(mm, "get_torch_device_name", lambda device: "cuda:0 Test GPU")
     with pytest.raises(ValueError) as info:
         run_values(comfy_host, comfy_folders, mixed_precision="bf16", gradient_checkpointing=False, batch_size=2)
