@@ -19,6 +19,7 @@ from typing import Callable
 from .blocks import VAE_PREFIX, require_same_architecture
 from .explain import explain
 from .files import atomic_output
+from .hashing import cached_sha256, remember_sha256
 from .metadata import InputModel, checkpoint_metadata, legacy_hash
 from .methods import MergeMethod
 from .plan import VAE_FILE, VAE_KEEP, VAE_MERGE, MergePlan, TensorSpec, build_plan
@@ -179,14 +180,19 @@ def _sources(merge: _Merge) -> list[tuple[str, object]]:
     return [(role, src) for role, src in (("model_a", merge.a), ("model_b", merge.b), ("model_c", merge.c)) if src is not None]
 
 
-def _input_models(merge: _Merge, final: bool) -> list[InputModel]:
-    """The inputs for the metadata; placeholder hashes of the same length unless `final`."""
+def _input_models(merge: _Merge, known: dict[str, str | None] | None) -> list[InputModel]:
+    """The inputs for the metadata: with their sha256 (remembered ones from `known`, others just
+    computed), or with same-length placeholders while `known` is None."""
     models = []
     for index, (role, src) in enumerate(_sources(merge)):
-        if not final:  # distinct, so sd_merge_models keeps one entry per input as in the final
+        if known is None:  # distinct, so sd_merge_models keeps one entry per input as in the final
             models.append(InputModel(role, src.path.stem, str(index) * 64, "0" * 8, src.metadata))
-        else:
-            models.append(InputModel(role, src.path.stem, src.sha256(), legacy_hash(src.read_at), src.metadata))
+            continue
+        digest = known[role]
+        if digest is None:
+            digest = src.sha256()
+            remember_sha256(src.path, digest)
+        models.append(InputModel(role, src.path.stem, digest, legacy_hash(src.read_at), src.metadata))
     return models
 
 
@@ -202,10 +208,12 @@ def merge_checkpoints(
         merge = _Merge(config, stack)
         title = config.title or output.stem
         meta_args = dict(title=title, dtype=config.dtype, tool=TOOL, model_a_metadata=merge.a.metadata)
-        draft = checkpoint_metadata(merge.plan, _input_models(merge, final=False), **meta_args)
+        draft = checkpoint_metadata(merge.plan, _input_models(merge, None), **meta_args)
         _check_disk(output, sum(o.nbytes for o in merge.job.outputs) + len(str(draft)) + (1 << 20))
-        for _, src in _sources(merge):
-            src.start_hashing()
+        known = {role: cached_sha256(src.path) for role, src in _sources(merge)}
+        for role, src in _sources(merge):
+            if known[role] is None:
+                src.start_hashing()
             src.warm_up()  # the disk reads ahead while StreamMerge imports torch
         engine = StreamMerge({"a": merge.a, "b": merge.b, "c": merge.c, "vae": merge.vae}, config.method)
         with atomic_output(output) as tmp:
@@ -213,7 +221,7 @@ def merge_checkpoints(
             try:
                 writer = SafetensorsWriter(fd, merge.job.outputs, draft, reserve=1024)
                 engine.run(slices(merge.job, config.method), writer, progress=progress, check_cancel=check_cancel)
-                metadata = checkpoint_metadata(merge.plan, _input_models(merge, final=True), **meta_args)
+                metadata = checkpoint_metadata(merge.plan, _input_models(merge, known), **meta_args)
                 writer.finish(metadata)
                 size = writer.total_size
             except OSError as exc:

@@ -2,12 +2,14 @@
 
 Hashing both inputs costs more CPU than the merge arithmetic, so it runs on its own threads:
 `QueuedSha256` hashes the very buffers the merge read (each file is read once, and only copied
-into memory once), `BackgroundSha256` hashes a file on its own (pickled checkpoints).
+into memory once), `BackgroundSha256` hashes a file on its own (pickled checkpoints). Like A1111, hashes are
+remembered per (path, size, modification time), so merging the same inputs again skips hashing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import threading
@@ -128,3 +130,62 @@ class QueuedSha256:
         self._error = self._error or RuntimeError("hashing was cancelled")
         self._queue.put(None)
         self._thread.join()
+
+
+# --- remembered hashes ----------------------------------------------------------------------------
+
+HASH_CACHE_ENV = "ANIMEKIT_HASH_CACHE"
+
+
+def hash_cache_path() -> Path | None:
+    """Where remembered hashes live: $ANIMEKIT_HASH_CACHE, 'off' for nowhere, else the user cache dir."""
+    setting = os.environ.get(HASH_CACHE_ENV, "")
+    if setting.lower() in ("off", "0", "none"):
+        return None
+    if setting:
+        return Path(setting)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "animekit" / "sha256.json"
+
+
+def _identity(path: Path) -> tuple[str, dict]:
+    stat = path.stat()
+    return str(path.resolve()), {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _load_cache(cache: Path) -> dict:
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_sha256(path: str | os.PathLike) -> str | None:
+    """The remembered sha256 of `path`, if its size and modification time are unchanged (as A1111 does)."""
+    cache = hash_cache_path()
+    if cache is None:
+        return None
+    key, identity = _identity(Path(path))
+    entry = _load_cache(cache).get(key)
+    if isinstance(entry, dict) and all(entry.get(k) == v for k, v in identity.items()):
+        digest = entry.get("sha256")
+        return digest if isinstance(digest, str) and len(digest) == 64 else None
+    return None
+
+
+def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Best effort: a cache that cannot be written only costs a re-hash next time."""
+    cache = hash_cache_path()
+    if cache is None:
+        return
+    try:
+        key, identity = _identity(Path(path))
+        entries = _load_cache(cache)
+        entries[key] = {**identity, "sha256": digest}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, indent=0, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass

@@ -105,9 +105,11 @@ _DONE = object()
 
 class StreamMerge:
     """Run `slices` from sources {'a','b','c','vae'} into a writer: a reader thread fills pooled
-    buffers (the sources' hash threads hash them too), the calling thread merges and writes."""
+    buffers (the sources' hash threads hash them too), the calling thread merges into pooled output
+    buffers, a writer thread writes them (a write that waits for the disk never stalls the merge)."""
 
     BUFFER_SETS = 4
+    OUT_BUFFERS = 3
 
     def __init__(self, sources: dict, method: MergeMethod, slice_elements: int | None = None):
         import torch
@@ -121,8 +123,11 @@ class StreamMerge:
             buffers = {name: torch.empty(slice_elements * widest_in, dtype=torch.uint8) for name in ("a", "b", "c")}
             self._pool.put(_BufferSet(self._pool, buffers))
         self._scratch = (torch.empty(slice_elements), torch.empty(slice_elements))
-        self._out = torch.empty(slice_elements * 8, dtype=torch.uint8)
+        self._out_pool: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.OUT_BUFFERS):
+            self._out_pool.put(torch.empty(slice_elements * 8, dtype=torch.uint8))
         self._stop = threading.Event()
+        self._failure: BaseException | None = None
 
     def _read(self, piece: Slice, bufset: _BufferSet | None):
         hold = bufset.hold if bufset is not None else None
@@ -136,7 +141,8 @@ class StreamMerge:
             return get("a"), get("b"), c
         return (get("a", piece.source),)
 
-    def _compute(self, piece: Slice, tensors) -> "torch.Tensor":
+    def _compute(self, piece: Slice, tensors) -> tuple["torch.Tensor", Callable[[], None]]:
+        """The slice's output values, and what frees the output buffer they live in once written."""
         out_dtype = torch_dtype(piece.out.dtype)
         pooled = piece.count <= self.slice_elements
         if piece.source == "merge":
@@ -146,11 +152,12 @@ class StreamMerge:
         else:
             values = tensors[0]
             if values.dtype == out_dtype:
-                return values
+                return values, _no_release
         if not pooled:
-            return values.to(out_dtype)
-        out = self._out[: piece.count * itemsize(piece.out.dtype)].view(out_dtype)
-        return out.copy_(values)
+            return values.to(out_dtype), _no_release
+        buffer = self._wait(self._out_pool.get)
+        out = buffer[: piece.count * itemsize(piece.out.dtype)].view(out_dtype)
+        return out.copy_(values), lambda: self._out_pool.put(buffer)
 
     def _wait(self, get: Callable, *args):
         """A blocking get/put that gives up once the merge stopped."""
@@ -175,6 +182,21 @@ class StreamMerge:
             with contextlib.suppress(_Stopped):
                 self._wait(ready.put, (exc, None, None))
 
+    def _writer(self, writer: SafetensorsWriter, written: queue.Queue) -> None:
+        try:
+            while True:
+                key, data, releases = self._wait(written.get)
+                if key is _DONE:
+                    return
+                writer.write(key, data)
+                for release in releases:
+                    release()
+        except _Stopped:
+            pass
+        except BaseException as exc:  # e.g. disk full: stop everything, the merging thread re-raises
+            self._failure = exc
+            self._stop.set()
+
     def run(
         self,
         pieces: list[Slice],
@@ -183,11 +205,18 @@ class StreamMerge:
         progress: Callable[[int, int], None] | None = None,
         check_cancel: Callable[[], None] | None = None,
     ) -> None:
+        """Reader thread -> merge here (progress and cancel checks stay on the calling thread) ->
+        writer thread; an error in any of them stops all three and is raised here."""
         total = sum(p.count * itemsize(p.out.dtype) for p in pieces)
         done = 0
         ready: queue.Queue = queue.Queue(maxsize=self.BUFFER_SETS - 1)
-        reader = threading.Thread(target=self._reader, args=(pieces, ready), name="animekit-read", daemon=True)
-        reader.start()
+        written: queue.Queue = queue.Queue(maxsize=self.OUT_BUFFERS)
+        threads = [
+            threading.Thread(target=self._reader, args=(pieces, ready), name="animekit-read", daemon=True),
+            threading.Thread(target=self._writer, args=(writer, written), name="animekit-write", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
         try:
             with single_torch_thread():
                 while True:
@@ -198,14 +227,21 @@ class StreamMerge:
                         raise piece
                     if check_cancel is not None:
                         check_cancel()
-                    writer.write(piece.out.key, self._compute(piece, tensors))
-                    release()
+                    data, out_release = self._compute(piece, tensors)
+                    self._wait(written.put, (piece.out.key, data, (release, out_release)))
                     done += piece.count * itemsize(piece.out.dtype)
                     if progress is not None:
                         progress(done, total)
+            self._wait(written.put, (_DONE, None, None))
+            threads[1].join()
+        except _Stopped:
+            pass
         finally:
             self._stop.set()
-            reader.join()
+            for thread in threads:
+                thread.join()
+        if self._failure is not None:
+            raise self._failure
 
 
 class _Stopped(Exception):

@@ -168,6 +168,16 @@ def _checkpointed(forward):
     return run
 
 
+def _training_attention(func, *args, **kwargs):
+    """PyTorch SDPA for every UNet attention while training, whatever ComfyUI picked for sampling:
+    its CPU sub-quadratic attention sizes its chunks by the free memory at call time, so gradient
+    checkpointing's recomputation would take a different path than the forward, and SageAttention
+    (int8) has no backward. SDPA is also what the headless trainer uses."""
+    from comfy.ldm.modules.attention import attention_pytorch
+
+    return attention_pytorch(*args, **kwargs)
+
+
 def _out_of_place_clip_layer(layer: nn.Module):
     """ComfyUI's CLIPLayer adds its residuals in place (`x += ...`), which autograd cannot
     differentiate through its LayerNorms; the same two sums, out of place."""
@@ -203,7 +213,7 @@ class ComfyDenoiser:
             timesteps.to(device).float(),
             context=text.hidden_states.to(device, dtype),
             y=None if y is None else y.to(dtype),
-            transformer_options={},
+            transformer_options={"optimized_attention_override": _training_attention},
         )
         return out.float()
 

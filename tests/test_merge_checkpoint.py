@@ -26,6 +26,12 @@ from support.checkpoints import write_checkpoint
 ARCHS = {"sd15": SD1, "sdxl": SDXL}
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path, monkeypatch):
+    """Remembered input hashes go to a per-test file, never the user's cache."""
+    monkeypatch.setenv("ANIMEKIT_HASH_CACHE", str(tmp_path / "sha256-cache.json"))
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("merge-inputs")

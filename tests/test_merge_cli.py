@@ -10,6 +10,12 @@ from animekit.__main__ import main
 from support.checkpoints import write_checkpoint
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path, monkeypatch):
+    """Remembered input hashes go to a per-test file, never the user's cache."""
+    monkeypatch.setenv("ANIMEKIT_HASH_CACHE", str(tmp_path / "sha256-cache.json"))
+
+
 @pytest.fixture(scope="module")
 def xl(tmp_path_factory):
     root = tmp_path_factory.mktemp("xl")

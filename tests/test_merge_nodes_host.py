@@ -28,6 +28,12 @@ INPUTS = {
 ARCH_BLOCKS = {"sd15": 26, "sdxl": 20}
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path_factory, monkeypatch):
+    """Remembered input hashes go to a test file, never the user's cache."""
+    monkeypatch.setenv("ANIMEKIT_HASH_CACHE", str(tmp_path_factory.mktemp("hash-cache") / "sha256.json"))
+
+
 @pytest.fixture(scope="module")
 def tiny():
     """tiny_models(arch, seed), built once per module (the merges never modify their inputs)."""

@@ -23,6 +23,13 @@ from support.checkpoints import build_state_dict, write_checkpoint
 HALF = WeightChoice(weights=",".join(["0.5"] * 26))
 
 
+
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path_factory, monkeypatch):
+    """Remembered input hashes go to a per-test file outside the test's folder (some tests list it)."""
+    monkeypatch.setenv("ANIMEKIT_HASH_CACHE", str(tmp_path_factory.mktemp("hash-cache") / "sha256.json"))
+
+
 @pytest.fixture(scope="module")
 def sd15(tmp_path_factory):
     root = tmp_path_factory.mktemp("sd15")
@@ -229,3 +236,28 @@ def test_progress_reaches_the_total(tmp_path, sd15):
     result = merge_checkpoints(FileMergeConfig(sd15["a"], sd15["b"], tmp_path / "o.safetensors", HALF), progress=lambda d, t: seen.append((d, t)))
     assert seen[-1][0] == seen[-1][1] > 0 and all(d1 <= d2 for (d1, _), (d2, _) in zip(seen, seen[1:]))
     assert seen[-1][1] + 8 < result.bytes_written  # data bytes, without the header
+
+
+def test_input_hashes_are_remembered_by_path_size_and_mtime(tmp_path, sd15, monkeypatch):
+    import hashlib
+    import json as _json
+
+    from animekit.merge import hashing
+
+    first = merge_checkpoints(FileMergeConfig(sd15["a"], sd15["b"], tmp_path / "1.safetensors", HALF))
+    real = {r: hashlib.sha256(sd15[r].read_bytes()).hexdigest() for r in "ab"}
+    assert _json.loads(first.metadata["sd_merge_recipe"])["model_a"] == real["a"]
+    assert hashing.cached_sha256(sd15["a"]) == real["a"] and hashing.cached_sha256(sd15["b"]) == real["b"]
+
+    monkeypatch.setattr(SafetensorsFile, "start_hashing", lambda self: pytest.fail("hashed a remembered file"))
+    second = merge_checkpoints(FileMergeConfig(sd15["a"], sd15["b"], tmp_path / "2.safetensors", HALF))
+    assert second.metadata["sd_merge_models"] == first.metadata["sd_merge_models"]
+
+    copy = tmp_path / "b-copy.safetensors"
+    copy.write_bytes(sd15["b"].read_bytes())
+    hashing.remember_sha256(copy, real["b"])
+    assert hashing.cached_sha256(copy) == real["b"]
+    os.utime(copy, ns=(1_000_000_000, 1_000_000_000))  # touched: no longer trusted
+    assert hashing.cached_sha256(copy) is None
+    monkeypatch.setenv("ANIMEKIT_HASH_CACHE", "off")
+    assert hashing.hash_cache_path() is None and hashing.cached_sha256(sd15["a"]) is None

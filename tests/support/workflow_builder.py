@@ -301,9 +301,9 @@ class WorkflowBuilder:
         columns = sorted({node.column for node in self.nodes})
         widths = {col: max(n.width for n in self.nodes if n.column == col) for col in columns}
         x_of, x = {}, 0
-        for col in range(min(columns), max(columns) + 1):
+        for col in columns:
             x_of[col] = x
-            x += widths.get(col, 0) + COLUMN_GAP if col in widths else 0
+            x += widths[col] + COLUMN_GAP
         y = TITLE_HEIGHT + 50
         for band in sorted({node.band for node in self.nodes}):
             bottom = y
