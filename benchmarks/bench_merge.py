@@ -7,7 +7,9 @@ For each architecture it writes two random-weight fp16 checkpoints of the real f
 measures, side by side and alternating, each in its own process with the inputs evicted from the
 page cache first (posix_fadvise DONTNEED, where the OS allows it):
 
-- the I/O floor: read both inputs fully, write and fsync an output of the merged file's size;
+- the I/O floor: read both inputs fully, write and fsync an output of the merged file's size
+  (as `cat A B; dd conv=fsync`), and a tighter variant with the reads overlapping the writes and
+  writeback started early, as the merge itself does its I/O;
 - `animekit merge` with every block at 0.5 (every tensor read, computed and written), once hashing
   both inputs for the metadata (a first merge of these files) and once with their sha256 already
   remembered (any later merge of them, as A1111 caches hashes); and with the seed's HIGHRES_REPLACE
@@ -60,6 +62,10 @@ def evict(*paths: Path) -> None:
                 os.close(fd)
 
 
+class Failed(Exception):
+    pass
+
+
 def run_measured(name: str, argv: list[str], env: dict | None = None) -> Measure:
     """Run a process, return its wall time and its own peak RSS (not the whole tree's)."""
     start = time.perf_counter()
@@ -69,29 +75,59 @@ def run_measured(name: str, argv: list[str], env: dict | None = None) -> Measure
     output = proc.stdout.read().decode(errors="replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{output[-3000:]}")
+        raise Failed(f"{name} failed (exit {proc.returncode}):\n{output[-3000:]}")
     return Measure(name, wall, usage.ru_maxrss / 1024)
 
 
 # --- the child processes ------------------------------------------------------------------------
 
-def child_floor(a: str, b: str, out: str, size: int) -> None:
+def _read_all(*paths: str) -> None:
     buffer = bytearray(BLOCK)
-    for path in (a, b):
+    for path in paths:
         with open(path, "rb", buffering=0) as handle:
             while handle.readinto(buffer):
                 pass
-    zeros = bytes(BLOCK)
+
+
+def _write_all(out: str, size: int, early_writeback: bool) -> None:
+    data = os.urandom(BLOCK)  # not zeros: no storage layer can shortcut them
     with open(out, "wb", buffering=0) as handle:
-        left = size
-        while left > 0:
-            left -= handle.write(zeros[: min(BLOCK, left)])
+        written = 0
+        while written < size:
+            written += handle.write(data[: min(BLOCK, size - written)])
+            if early_writeback and written % (4 * BLOCK) == 0:
+                os.posix_fadvise(handle.fileno(), written - 4 * BLOCK, 4 * BLOCK, os.POSIX_FADV_DONTNEED)
         os.fsync(handle.fileno())
+
+
+def child_floor(a: str, b: str, out: str, size: int) -> None:
+    """The brief's floor: read both inputs, then write and fsync the output (as cat + dd)."""
+    _read_all(a, b)
+    _write_all(out, size, early_writeback=False)
+
+
+def child_floor_overlapped(a: str, b: str, out: str, size: int) -> None:
+    """A tighter floor: the same I/O overlapped as the merge does it (reads beside the writes,
+    writeback started early)."""
+    import threading
+
+    reader = threading.Thread(target=_read_all, args=(a, b))
+    reader.start()
+    _write_all(out, size, early_writeback=True)
+    reader.join()
 
 
 def child_comfy(a: str, b: str, out_dir: str) -> None:
     root = os.environ["COMFYUI_PATH"]
     sys.path.insert(0, root)
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:  # ComfyUI imports it at module level but the merge never uses it
+        stub = Path(tempfile.mkdtemp(prefix="tvstub-")) / "torchvision"
+        (stub / "transforms").mkdir(parents=True)
+        (stub / "__init__.py").write_text("")
+        (stub / "transforms" / "__init__.py").write_text("")
+        sys.path.append(str(stub.parent))
     import comfy.options
 
     comfy.options.enable_args_parsing(False)
@@ -152,7 +188,7 @@ def comfy_anchor_possible(arch: str, size: int) -> str | None:
         available = int(next(line for line in open("/proc/meminfo") if line.startswith("MemAvailable")).split()[1]) * 1024
     except (OSError, StopIteration):
         available = 0
-    if available < 14e9:
+    if available < 16e9:  # it holds ~12 GB; leave room for the other work on the machine
         return f"ComfyUI anchor skipped: it needs ~12 GB RAM, {available / 1e9:.1f} GB available now"
     return None
 
@@ -172,6 +208,7 @@ def bench(arch: str, workdir: Path, repeat: int, keep: bool, with_comfy: bool) -
         merge = [py, "-m", "animekit", "merge", str(a), str(b), "--quiet", "--overwrite", "-o", str(out)]
         runs = {
             "floor": [py, __file__, "--child-floor", str(a), str(b), str(folder / "floor.bin"), str(size)],
+            "floor-overlap": [py, __file__, "--child-floor-overlapped", str(a), str(b), str(folder / "floor.bin"), str(size)],
             "merge-cold": merge + ["--weights", half],
             "merge-all": merge + ["--weights", half],
             "merge-seed": merge + ["--preset", "HIGHRES_REPLACE"],
@@ -192,8 +229,11 @@ def bench(arch: str, workdir: Path, repeat: int, keep: bool, with_comfy: bool) -
         comfy = None
         if comfy_note is None:
             evict(a, b)
-            comfy = run_measured("comfy", [py, __file__, "--child-comfy", str(a), str(b), str(folder / "comfy-out")], dict(os.environ))
-            print(f"  comfy      {comfy.wall:6.1f} s  {comfy.rss_mb:7.0f} MB", flush=True)
+            try:
+                comfy = run_measured("comfy", [py, __file__, "--child-comfy", str(a), str(b), str(folder / "comfy-out")], dict(os.environ))
+                print(f"  comfy      {comfy.wall:6.1f} s  {comfy.rss_mb:7.0f} MB", flush=True)
+            except Failed as exc:  # killed for memory, most likely: report it, keep our numbers
+                comfy_note = f"ComfyUI anchor failed: {str(exc).splitlines()[0]} {str(exc).splitlines()[-1]}"
         report(arch, size, results, comfy, comfy_note)
     finally:
         if keep:
@@ -205,24 +245,27 @@ def bench(arch: str, workdir: Path, repeat: int, keep: bool, with_comfy: bool) -
 def report(arch, size, results, comfy, comfy_note) -> None:
     floor = [m.wall for m in results["floor"]]
     print(f"\n{LABELS[arch]}: two {size / 1e9:.2f} GB fp16 inputs -> one {size / 1e9:.2f} GB fp16 output; "
-          f"{len(floor)} alternating round(s), cold-ish cache each run")
-    print(f"{'run':<44} {'wall s (each)':>18} {'median':>7} {'x floor':>8} {'peak RSS':>10}")
+          f"{len(floor)} alternating round(s), cold-ish cache each run; ratios are per round, then the median")
+    print(f"{'run':<44} {'wall s (each round)':>20} {'median':>7} {'x floor':>8} {'x overlap':>9} {'peak RSS':>10}")
     rows = [
         ("I/O floor: read A+B, write+fsync same size", "floor"),
+        ("I/O floor, reads and writes overlapped", "floor-overlap"),
         ("animekit merge, all 0.5, hashing A and B", "merge-cold"),
         ("animekit merge, all 0.5, hashes remembered", "merge-all"),
         ("animekit merge, HIGHRES_REPLACE, remembered", "merge-seed"),
     ]
     per_round = {name: [m.wall for m in ms] for name, ms in results.items()}
+    overlap = per_round["floor-overlap"]
     for label, name in rows:
         walls = per_round[name]
         ratios = [w / f for w, f in zip(walls, floor)]
+        tight = [w / f for w, f in zip(walls, overlap)]
         rss = max(m.rss_mb for m in results[name])
-        print(f"{label:<44} {', '.join(f'{w:.1f}' for w in walls):>18} {statistics.median(walls):7.1f} "
-              f"{statistics.median(ratios):7.2f}x {rss:8.0f} MB")
+        print(f"{label:<44} {', '.join(f'{w:.1f}' for w in walls):>20} {statistics.median(walls):7.1f} "
+              f"{statistics.median(ratios):7.2f}x {statistics.median(tight):8.2f}x {rss:8.0f} MB")
     if comfy is not None:
-        print(f"{'ComfyUI ModelMergeSD1 + CheckpointSave':<44} {comfy.wall:>18.1f} {comfy.wall:7.1f} "
-              f"{comfy.wall / statistics.median(floor):7.2f}x {comfy.rss_mb:8.0f} MB")
+        print(f"{'ComfyUI ModelMergeSD1 + CheckpointSave':<44} {comfy.wall:>20.1f} {comfy.wall:7.1f} "
+              f"{comfy.wall / statistics.median(floor):7.2f}x {comfy.wall / statistics.median(overlap):8.2f}x {comfy.rss_mb:8.0f} MB")
         merge = statistics.median(per_round["merge-all"])
         print(f"animekit vs ComfyUI: {comfy.wall / merge:.1f}x faster, "
               f"{comfy.rss_mb / max(m.rss_mb for m in results['merge-all']):.0f}x less peak RSS")
@@ -231,14 +274,18 @@ def report(arch, size, results, comfy, comfy_note) -> None:
     rss = max(m.rss_mb for name in ("merge-cold", "merge-all", "merge-seed") for m in results[name])
     for name, what in (("merge-cold", "first merge (hashing)"), ("merge-all", "hashes remembered")):
         ratios = [w / f for w, f in zip(per_round[name], floor)]
+        tight = [w / f for w, f in zip(per_round[name], per_round["floor-overlap"])]
         verdict = "met" if statistics.median(ratios) <= 1.5 else "MISSED"
-        print(f"target wall <= 1.5x floor, {what}: {verdict} (median {statistics.median(ratios):.2f}x, worst round {max(ratios):.2f}x)")
+        print(f"target wall <= 1.5x floor, {what}: {verdict} (median {statistics.median(ratios):.2f}x, worst round "
+              f"{max(ratios):.2f}x; vs the overlapped floor: median {statistics.median(tight):.2f}x, worst {max(tight):.2f}x)")
     print(f"target peak RSS < 1 GB: {'met' if rss < 1024 else 'MISSED'} ({rss:.0f} MB)")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-floor":
         return child_floor(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--child-floor-overlapped":
+        return child_floor_overlapped(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     if len(sys.argv) > 1 and sys.argv[1] == "--child-make":
         return child_make(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) > 1 and sys.argv[1] == "--child-comfy":

@@ -7,7 +7,7 @@ themselves the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from .blocks import VAE_PREFIX, Architecture, canonical_key, is_text_encoder_key, stays_a_reason, unet_block, unet_relative
 from .methods import MergeMethod
@@ -177,6 +177,3 @@ def group_kept(plan: MergePlan) -> dict[str, list[str]]:
         grouped.setdefault(item.reason or "kept", []).append(item.key)
     return grouped
 
-
-def specs_from_shapes(shapes: Mapping[str, Sequence[int]]) -> dict[str, TensorSpec]:
-    return {k: TensorSpec(tuple(int(d) for d in v)) for k, v in shapes.items()}

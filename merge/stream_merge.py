@@ -1,10 +1,11 @@
 """The streaming engine: cut a merge plan into slices and run read -> merge -> write as a pipeline.
 
 Why it looks like this (measured on 2 cores): the arithmetic is cheap, but freshly allocated
-buffers cost a page fault per 4 KiB, OpenMP threads fight the I/O threads, and hashing the inputs
-costs more than merging them. So a reader thread reads each slice once into a pooled buffer set,
-the inputs' hash threads hash those same buffers, and the calling thread merges in reused fp32
-scratch on one torch thread and writes from a reused output buffer.
+buffers cost a page fault per 4 KiB, OpenMP threads fight the I/O threads, hashing the inputs
+costs more than merging them, and a write can wait on the disk. So a reader thread reads each
+slice once into a pooled buffer set (the inputs' hash threads hash those same buffers), the
+calling thread merges into reused fp32 scratch on one torch thread, and a writer thread writes
+from pooled output buffers. Memory is a few slices, whatever the model size.
 """
 
 from __future__ import annotations

@@ -49,10 +49,6 @@ class Destination:
     name: str  # save.name: the file stem, without subfolders
     listed: str  # e.g. "chars/alice.safetensors"
 
-    @property
-    def final(self) -> Path:
-        return self.folder / f"{self.name}{SUFFIX}"
-
 
 def _destination(root: Path, stem: str) -> Destination:
     path = resolve_inside(root, stem + SUFFIX, what="filename")

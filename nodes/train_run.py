@@ -24,12 +24,14 @@ from ..training.hooks import TrainResult
 from ..training.lora_network import LoraTarget
 from ..training.memory_estimate import MemoryPlan, check_fits, estimate
 from ..training.protocols import ModelBundle
+from ..training.run import check_bundle
 from . import train_files as files
-from .train_adapter import build_bundle, model_arch, training_session
+from .train_adapter import build_bundle, model_arch
 from .train_copies import private_clip, private_model
 from .train_dataset import DatasetSpec
 from .train_progress import TrainingMonitor
 from .train_samples import SampleSettings, render_samples
+from .train_session import training_session
 from .train_settings import (
     MAX_TOKEN_LENGTH,
     MIXED_DTYPES,
@@ -153,48 +155,8 @@ def _checkpoint_exporter(model, clip, vae):
     return export
 
 
-def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict | None, title: str) -> TrainOutcome:
-    from ..training.loop import Trainer
-    from ..training.run import check_bundle
-
-    check_choices(values, lora)
-    spec = _dataset(values)
-    check_contradictions(values, spec)
-    kind = "lora" if lora else "checkpoint"
-    stem = files.file_stem(values["filename"])
-    destination = files.lora_destination(stem) if lora else files.checkpoint_destination(stem)
-    run = files.run_folder(kind, stem)
-    model, clip, vae = values["model"], values["clip"], values["vae"]
-    if model is None:
-        raise ValueError("model: no MODEL connected")
-    model_arch(model)  # unsupported architectures are refused before anything is copied or loaded
-
-    init_weights, checkpoint_file = "", None
-    choice = values["continue_from"]
-    if choice != files.NONE:
-        if lora:
-            init_weights = files.lora_path(choice)
-        else:
-            checkpoint_file = files.checkpoint_path(choice)
-            loaded = comfy.sd.load_checkpoint_guess_config(
-                checkpoint_file, output_vae=False, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings")
-            )
-            if model_arch(loaded[0]) != model_arch(model):
-                raise ValueError(f"continue_from: {choice!r} is an {model_arch(loaded[0])} checkpoint but model is {model_arch(model)}")
-            model, clip = loaded[0], loaded[1]
-
-    private: list[nn.Module] = []
-    if not lora:  # a fine-tune trains copies: the inputs stay as they are for the rest of the graph
-        model = private_model(model)
-        private.append(model.model.diffusion_model)
-        if values["train_text_encoder"]:
-            clip = private_clip(clip)
-            private += [getattr(clip.cond_stage_model, name).transformer for name in ("clip_l", "clip_g") if hasattr(clip.cond_stage_model, name)]
-    bundle = build_bundle(model, clip, vae, max_token_length=MAX_TOKEN_LENGTH)
-    _base_model(bundle, prompt, node_id, checkpoint_file)
-    if not lora:
-        bundle.export_checkpoint = _checkpoint_exporter(model, clip, vae)
-
+def _configure(values: dict, lora: bool, spec: DatasetSpec, bundle: ModelBundle, destination, run: Path, init_weights: str):
+    """The run's TrainConfig and autocast choice; the trainer's own checks, worded for this node."""
     device = comfy.model_management.get_torch_device()
     mixed = choose_mixed(values["mixed_precision"], device, bundle.denoiser.compute_dtype())
     try:
@@ -204,25 +166,83 @@ def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict 
         check_bundle(cfg, bundle)
     except ValueError as exc:
         raise explain(exc) from None
+    return cfg, mixed
+
+
+def _load_continue_from(path: str, model, name: str):
+    """MODEL and CLIP of the checkpoint a fine-tune continues from (same architecture as `model`)."""
+    loaded = comfy.sd.load_checkpoint_guess_config(
+        path, output_vae=False, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings")
+    )
+    if model_arch(loaded[0]) != model_arch(model):
+        raise ValueError(f"continue_from: {name!r} is an {model_arch(loaded[0])} checkpoint but model is {model_arch(model)}")
+    return loaded[0], loaded[1]
+
+
+def _private_models(model, clip, train_text_encoder: bool):
+    """A fine-tune trains copies, so the inputs stay as they are for the rest of the graph."""
+    model = private_model(model)
+    private: list[nn.Module] = [model.model.diffusion_model]
+    if train_text_encoder:
+        clip = private_clip(clip)
+        private += [getattr(clip.cond_stage_model, name).transformer for name in ("clip_l", "clip_g") if hasattr(clip.cond_stage_model, name)]
+    return model, clip, private
+
+
+def _sampler(values: dict, cfg, mixed: str):
+    if not cfg.sample.every_n_steps:
+        return None
+    settings = SampleSettings(
+        prompts=sample_prompts(values), negative=values["sample_negative"], width=cfg.sample.width,
+        height=cfg.sample.height, steps=values["sample_steps"], cfg=values["sample_cfg"], seed=values["training_seed"],
+    )  # fmt: skip
+    return lambda bundle: render_samples(bundle, settings, MIXED_DTYPES[mixed])
+
+
+def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict | None, title: str) -> TrainOutcome:
+    from ..training.loop import Trainer
+
+    # everything cheap first: a bad input is refused before a model is copied, loaded or trained
+    check_choices(values, lora)
+    spec = _dataset(values)
+    check_contradictions(values, spec)
+    stem = files.file_stem(values["filename"])
+    destination = files.lora_destination(stem) if lora else files.checkpoint_destination(stem)
+    run = files.run_folder("lora" if lora else "checkpoint", stem)
+    model, clip, vae = values["model"], values["clip"], values["vae"]
+    if model is None:
+        raise ValueError("model: no MODEL connected")
+    if vae is None:
+        raise ValueError("vae: no VAE connected (the checkpoint has none; load one with a VAE loader)")
+    bundle = build_bundle(model, clip, vae, max_token_length=MAX_TOKEN_LENGTH)  # refuses unsupported architectures
+    if not lora:
+        bundle.export_checkpoint = _checkpoint_exporter(model, clip, vae)
+    choice = values["continue_from"]
+    init_weights = files.lora_path(choice) if lora and choice != files.NONE else ""
+    checkpoint_file = files.checkpoint_path(choice) if not lora and choice != files.NONE else None
+    _base_model(bundle, prompt, node_id, checkpoint_file)
+    cfg, mixed = _configure(values, lora, spec, bundle, destination, run, init_weights)
     plan, lora_params = memory_plan(values, bundle, spec, lora, mixed)
     check_memory(plan, lora_params)
+
+    private: list[nn.Module] = []
+    if not lora:
+        if checkpoint_file:
+            model, clip = _load_continue_from(checkpoint_file, model, choice)
+        model, clip, private = _private_models(model, clip, values["train_text_encoder"])
+        name, model_hash = bundle.name, bundle.model_hash
+        bundle = build_bundle(model, clip, vae, max_token_length=MAX_TOKEN_LENGTH, name=name)
+        bundle.model_hash = model_hash
+        bundle.export_checkpoint = _checkpoint_exporter(model, clip, vae)
+        cfg, mixed = _configure(values, lora, spec, bundle, destination, run, init_weights)
     resume = _resume_from(run, values["resume"])
 
     monitor = TrainingMonitor(node_id, title)
-    sampler = None
-    if cfg.sample.every_n_steps:
-        settings = SampleSettings(
-            prompts=sample_prompts(values), negative=values["sample_negative"], width=cfg.sample.width,
-            height=cfg.sample.height, steps=values["sample_steps"], cfg=values["sample_cfg"], seed=values["training_seed"],
-        )  # fmt: skip
-        sampler = lambda b: render_samples(b, settings, MIXED_DTYPES[mixed])  # noqa: E731
-    session = training_session(bundle, MIXED_DTYPES[mixed], private)
-    hooks = monitor.hooks(sampler)
+    hooks = monitor.hooks(_sampler(values, cfg, mixed))
     hooks.on_save = files.refresh_lists
-    with session.active():
-        accelerator = _accelerator(device)
+    with training_session(bundle, MIXED_DTYPES[mixed], private).active():
         try:
-            result = Trainer(cfg, bundle, spec.index, hooks, accelerator).run(resume)
+            result = Trainer(cfg, bundle, spec.index, hooks, _accelerator(comfy.model_management.get_torch_device())).run(resume)
         except ValueError as exc:
             raise explain(exc) from None
         if result.network is not None:
@@ -237,4 +257,3 @@ def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict 
         tensors = comfy.utils.load_torch_file(str(path), safe_load=True)
         model, clip = comfy.sd.load_lora_for_models(values["model"], values["clip"], tensors, 1.0, 1.0)
     return TrainOutcome(model, clip, destination.listed, path, monitor.loss_graph(), monitor.sample_images(), result)
-

@@ -47,7 +47,7 @@ def test_denoiser_and_text_match_comfyui(comfy_host, arch):
     adapter = pack(comfy_host, "nodes.train_adapter")
     models = tiny_models(arch, seed=3)
     bundle = adapter.build_bundle(models.model, models.clip, models.vae)
-    captions = ["1girl, solo, long hair", "ishtar (fate), smile, " + ", ".join(f"tag{i}" for i in range(40))]
+    captions = ["1girl, solo, long hair", "ishtar (fate), smile, " + ", ".join(f"tag{i}" for i in range(40)), ""]
     text = bundle.text_encoders.encode(captions, torch.device("cpu"))
     lengths = []
     for i, caption in enumerate(captions):
@@ -58,12 +58,13 @@ def test_denoiser_and_text_match_comfyui(comfy_host, arch):
         if arch == "sdxl":
             torch.testing.assert_close(text.pooled[i : i + 1], pooled, rtol=1e-5, atol=1e-5)
     # the long caption needs several 77-token chunks; the short one is repeated to match (ComfyUI's batching rule)
-    assert lengths[0] == 77 and lengths[1] in (154, 231) and text.hidden_states.shape[1] == lengths[1]
+    assert lengths[0] == lengths[2] == 77 and lengths[1] in (154, 231) and text.hidden_states.shape[1] == lengths[1]
     torch.testing.assert_close(text.hidden_states[0, :77], text.hidden_states[0, -77:])
 
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([15, 730])
     sizes = sizes_for(comfy_host, 2)
+    text = bundle.text_encoders.encode(captions[:2], torch.device("cpu"))
     with torch.no_grad():
         ours = bundle.denoiser(x, t, text, sizes)
     torch.testing.assert_close(ours, reference(models, x, t, text, sizes), rtol=1e-4, atol=1e-4)
@@ -150,6 +151,7 @@ def test_vae_encode_matches_comfyui_and_scales_latents(comfy_host):
 
 def test_session_trains_inference_tensors_and_restores_everything(comfy_host):
     adapter = pack(comfy_host, "nodes.train_adapter")
+    sessions = pack(comfy_host, "nodes.train_session")
     lora_network = pack(comfy_host, "training.lora_network")
     with torch.inference_mode():  # as a loader node builds them
         models = TinyModels("sd15", tiny_model_patcher("sd15", 4), tiny_clip("sd15", 4), tiny_vae(4))
@@ -163,7 +165,7 @@ def test_session_trains_inference_tensors_and_restores_everything(comfy_host):
         before = bundle.denoiser(x, t, text, None)
     snapshot = {n: (p.detach().clone(), p.requires_grad) for n, p in unet.named_parameters()}
     modes = [m.training for m in unet.modules()]
-    session = adapter.training_session(bundle, torch.bfloat16)
+    session = sessions.training_session(bundle, torch.bfloat16)
     with session.active():
         targets = bundle.denoiser.lora_targets(False) + bundle.text_encoders.lora_targets("te1")
         network = lora_network.build_network(targets, lora_network.PREFIXES["sd15"], 4, 4.0, 0, 1.0, 0.0)

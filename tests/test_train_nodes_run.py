@@ -188,6 +188,19 @@ def test_checkpoint_node_writes_a_loadable_checkpoint_and_leaves_its_inputs(comf
         assert torch.equal(a, b), name
     assert trained_clip.cond_stage_model is not result.output("models", 1).cond_stage_model
     assert result.output("decode", 0).shape == (1, 64, 64, 3)
+    # a later stage can continue from it (listed under output/ for continue_from)
+    assert "output/stage1.safetensors" in pack(comfy_host, "nodes.train_files").checkpoint_choices()
+
+
+def test_continue_from_starts_at_the_chosen_loras_weights(comfy_host, comfy_folders):
+    write_dataset(comfy_folders.input / "chars", count=1)
+    run_prompt(comfy_host, train_prompt("AnimeKitTrainLora", "sd15", "chars", filename="first", steps=1, rank=2, alpha=2.0))
+    # learning rate 0: the second run's LoRA is exactly the one it started from
+    run_prompt(comfy_host, train_prompt("AnimeKitTrainLora", "sd15", "chars", filename="second", steps=1, rank=2,
+                                        alpha=2.0, unet_lr=0.0, continue_from="first.safetensors"))  # fmt: skip
+    first, second = load_file(str(comfy_folders.loras / "first.safetensors")), load_file(str(comfy_folders.loras / "second.safetensors"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert any(first[k].abs().sum() > 0 for k in first if k.endswith("lora_up.weight"))  # it had learned something
 
 
 # --------------------------------------------------------------------------------- bad input
