@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from support.workflow_files import (
+    CORE_NODE_TYPES,
     WORKFLOWS_DIR,
     load,
     node_type_problems,
@@ -67,3 +68,8 @@ def test_readme_links_each_workflow_with_its_thumbnail_and_a_description():
         assert f"]({spec.name}.jpg)" in readme, f"README does not show {spec.name}.jpg"
         assert spec.summary in readme, f"README lacks the one-line description of {spec.name}"
 
+
+
+def test_core_allowlist_names_only_types_the_workflows_use():
+    used = {node["type"] for path in PATHS for node in load(path)["nodes"]}
+    assert sorted(CORE_NODE_TYPES - used) == []

@@ -58,6 +58,18 @@ ANIMAGINE_CARD_NEGATIVE = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _unloaded_models(comfy_host):
+    """Each run starts with no model held from the previous one (ComfyUI keeps them loaded)."""
+    import gc
+
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    gc.collect()
+    comfy.model_management.soft_empty_cache()
+
+
 @pytest.fixture(scope="module")
 def sd15_folders(comfy_host, tmp_path_factory):
     """ComfyUI folders with one random-weight SD1.5 checkpoint under the workflows' model names.

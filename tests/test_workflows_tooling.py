@@ -211,3 +211,26 @@ def test_node_problems_check_sockets_and_types_against_the_definitions():
     problems = node_problems(workflow, CATALOG)
     assert problems[0] == "node 1 has type 'Missing', which this ComfyUI does not have"
     assert problems[1].startswith("node 3 (Sampler) inputs [('latent_image', 'LATENT'), ('seed', 'INT')")
+
+
+def test_a_primitive_drives_several_widgets_and_must_agree_with_them():
+    builder = WorkflowBuilder(CATALOG, "t")
+    first = builder.add("Sampler", {"steps": 9}, column=0)
+    odd = builder.add("Sampler", {"steps": 8}, column=0)
+    with pytest.raises(ValueError, match="targets differ"):
+        builder.primitive([(first, "steps"), (odd, "steps")], column=1, title="Steps")
+
+    builder = WorkflowBuilder(CATALOG, "t")
+    first = builder.add("Sampler", {"steps": 9}, column=0)
+    second = builder.add("Sampler", {"steps": 9}, column=0)
+    builder.primitive([(first, "steps"), (second, "steps")], column=1, title="Steps")
+    workflow = builder.build()
+    primitive = workflow["nodes"][2]  # id 3
+    assert primitive["type"] == "PrimitiveNode" and primitive["widgets_values"] == [9, "fixed"]
+    assert primitive["outputs"] == [{"name": "INT", "type": "INT", "slot_index": 0, "widget": {"name": "steps"},
+                                     "links": [1, 2]}]
+    assert workflow["links"] == [[1, 3, 0, 1, 3, "INT"], [2, 3, 0, 2, 3, "INT"]]
+    assert structure_problems(workflow) == [] and node_problems(workflow, CATALOG) == []
+    assert ui_to_api(workflow, CATALOG)["2"]["inputs"]["steps"] == 9
+    workflow["nodes"][1]["widgets_values"][2] = 10
+    assert node_problems(workflow, CATALOG) == ["primitive 3 holds 9 but node 2 widget steps holds 10"]

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 
 from support.workflow_nodeinfo import CONTROL_VALUES, InputSpec, socket_specs, widget_specs
-from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, WorkflowFormatError, widget_inputs
+from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, WorkflowFormatError, normalized_links, widget_inputs
 
 
 def value_problem(spec: InputSpec, value) -> str | None:
@@ -81,14 +81,15 @@ def primitive_problems(workflow: dict, primitive: dict, catalog: Mapping[str, di
     reads the targets (ours, or anyone's reading the saved file) must then see the same values.
     """
     nodes = {node["id"]: node for node in workflow["nodes"]}
+    links = normalized_links(workflow)
     value = (primitive.get("widgets_values") or [None])[0]
     problems = []
     for link_id in (primitive.get("outputs") or [{}])[0].get("links") or []:
-        link = next(l for l in workflow["links"] if l[0] == link_id)
-        target = nodes[link[3]]
-        widget = (target["inputs"][link[4]].get("widget") or {}).get("name")
+        _origin, _slot, target_id, target_slot, _type = links[link_id]
+        target = nodes[target_id]
+        widget = (target["inputs"][target_slot].get("widget") or {}).get("name")
         if widget is None or target["type"] not in catalog:
-            problems.append(f"primitive {primitive['id']} drives node {target['id']} input {link[4]}, which is no widget")
+            problems.append(f"primitive {primitive['id']} drives node {target_id} input {target_slot}, which is no widget")
             continue
         try:
             target_value = widget_inputs(target, catalog[target["type"]]).get(widget)

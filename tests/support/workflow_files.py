@@ -18,14 +18,11 @@ SUPPORTED_VERSIONS = (0.4, 1)
 # would not have. The host tier checks that each of these really is a built-in of ComfyUI.
 CORE_NODE_TYPES = frozenset({
     "CheckpointLoaderSimple",
-    "CheckpointSave",
     "CLIPSetLastLayer",
     "CLIPTextEncode",
-    "EmptyLatentImage",
     "ImageStitch",
     "KSampler",
     "LatentUpscale",
-    "LoraLoader",
     "PreviewAny",
     "PreviewImage",
     "PrimitiveInt",
