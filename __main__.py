@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("animekit: cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        sys.stderr.close()
+        return 0
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as exc:
         print(f"animekit {args.command}: error: {exc}", file=sys.stderr)
         return 2
