@@ -21,6 +21,11 @@ import logging
 import os
 import re
 
+import comfy.lora
+import comfy.model_management
+import comfy.utils
+import comfy.weight_adapter
+import folder_paths
 import torch
 from comfy_api.latest import io
 
@@ -45,8 +50,6 @@ log = logging.getLogger("animekit.merge")
 
 def user_preset_file() -> str | None:
     """`<ComfyUI user dir>/animekit/mbw-presets.tsv`, when the user made one."""
-    import folder_paths
-
     path = os.path.join(folder_paths.get_user_directory(), "animekit", "mbw-presets.tsv")
     return path if os.path.isfile(path) else None
 
@@ -97,40 +100,32 @@ def _choice(preset: str, weights: str) -> WeightChoice:
 
 # --- lazy in-graph patches ----------------------------------------------------------------------
 
-def _adapter_base():
-    import comfy.weight_adapter
-
-    return comfy.weight_adapter.WeightAdapterBase
-
-
 def _evaluate_key_patch(patch_list, weight: torch.Tensor, key: str, intermediate_dtype) -> torch.Tensor:
     """Model B/C's weight for `key` as ComfyUI would use it: its stored weight plus its own patches."""
-    import comfy.lora
-    import comfy.model_management
-
     base, convert = patch_list[0]
     value = convert(comfy.model_management.cast_to_device(base, weight.device, intermediate_dtype, copy=True), inplace=True)
     return comfy.lora.calculate_weight(patch_list[1:], value, key, intermediate_dtype=intermediate_dtype)
 
 
-def make_block_patch(method: MergeMethod, b_patches, c_patches, stream: int):
-    """A weight adapter computing the core formula for one key when ComfyUI patches the model."""
+class BlockMergePatch(comfy.weight_adapter.WeightAdapterBase):
+    """A weight adapter that runs the core formula for one key when ComfyUI patches the model.
 
-    class BlockMergePatch(_adapter_base()):
-        name = "animekit_block_merge"
+    ComfyUI calls it with model A's current weight (fp32, A's own patches already applied) and
+    the patch strength, which is the block weight; B and C are evaluated then, not before.
+    """
 
-        def __init__(self):
-            self.loaded_keys = set()
-            self.weights = []
+    name = "animekit_block_merge"
 
-        def calculate_weight(self, weight, key, strength, strength_model, offset, function,
-                             intermediate_dtype=torch.float32, original_weights=None):
-            b = _evaluate_key_patch(b_patches, weight, key, intermediate_dtype)
-            c = _evaluate_key_patch(c_patches, weight, key, intermediate_dtype) if c_patches is not None else None
-            merged = merge_values(method, strength, weight, b, c, stream=stream)
-            return merged.to(weight.dtype)
+    def __init__(self, method: MergeMethod, b_patches, c_patches, stream: int):
+        self.loaded_keys = set()
+        self.weights = []
+        self.method, self.b_patches, self.c_patches, self.stream = method, b_patches, c_patches, stream
 
-    return BlockMergePatch()
+    def calculate_weight(self, weight, key, strength, strength_model, offset, function,
+                         intermediate_dtype=torch.float32, original_weights=None):
+        b = _evaluate_key_patch(self.b_patches, weight, key, intermediate_dtype)
+        c = _evaluate_key_patch(self.c_patches, weight, key, intermediate_dtype) if self.c_patches is not None else None
+        return merge_values(self.method, strength, weight, b, c, stream=self.stream).to(weight.dtype)
 
 
 def _specs(state_dict) -> dict[str, TensorSpec]:
@@ -149,7 +144,7 @@ def patch_merge(target, plan: MergePlan, key_patches_b: dict, key_patches_c: dic
         else:
             stream = key_seed(plan.method.seed, item.seed_name)
             c = key_patches_c[item.key] if key_patches_c is not None else None
-            target.add_patches({item.key: make_block_patch(plan.method, key_patches_b[item.key], c, stream)}, w, 1.0)
+            target.add_patches({item.key: BlockMergePatch(plan.method, key_patches_b[item.key], c, stream)}, w, 1.0)
         patched += 1
     return patched
 
@@ -253,14 +248,10 @@ class AnimeKitBlockMergeClip(io.ComfyNode):
 
 
 def _vae_options() -> list[str]:
-    import folder_paths
-
     return [VAE_KEEP_LABEL, VAE_MERGE_LABEL, *folder_paths.get_filename_list("vae")]
 
 
 def _vae_choice(vae: str) -> str:
-    import folder_paths
-
     if vae == VAE_KEEP_LABEL:
         return VAE_KEEP
     if vae == VAE_MERGE_LABEL:
@@ -281,8 +272,6 @@ def next_output_path(folder: str, prefix: str) -> str:
 class AnimeKitBlockMergeCheckpoint(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        import folder_paths
-
         checkpoints = folder_paths.get_filename_list("checkpoints")
         return io.Schema(
             node_id="AnimeKitBlockMergeCheckpoint",
@@ -310,10 +299,6 @@ class AnimeKitBlockMergeCheckpoint(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_a, ckpt_b, preset, weights, method, density, seed, ckpt_c, dtype, vae, filename_prefix) -> io.NodeOutput:
-        import comfy.model_management
-        import comfy.utils
-        import folder_paths
-
         has_base = ckpt_c != NO_MODEL
         chosen = _method(method, density, seed, has_base)
         folder = os.path.join(folder_paths.get_output_directory(), "checkpoints")

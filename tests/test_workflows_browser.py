@@ -61,6 +61,12 @@ GRAPH_BOUNDS = """(() => {
   return [left, top, right - left, bottom - top];
 })()"""
 SHOT_WIDTH, SHOT_MARGIN = 1920, 24
+# Focus mode leaves one button (leave focus mode) in the top-right corner: keep it out of the shot.
+HIDE_CORNER_BUTTON = """(() => {
+  const button = document.elementFromPoint(innerWidth - 18, 18)?.closest('button');
+  if (button) button.style.visibility = 'hidden';
+  return !!button;
+})()"""
 
 # Inputs a frontend extension adds to a node's queued prompt beyond its declared inputs (the server
 # ignores them): PreviewAny's read-only "preview" text box.
@@ -74,9 +80,9 @@ class Frontend:
         self.server, self.browser, self.catalog = server, browser, catalog
 
     def open_page(self) -> None:
+        self.browser.evaluate("window.__animekitStalePage = true")  # so the old page is never taken for the new
         self.browser.navigate(self.server.url + "/")
-        time.sleep(0.5)  # let the navigation replace the previous page before polling it
-        self.browser.wait_for_js(APP_READY, 120, "the ComfyUI frontend to finish loading")
+        self.browser.wait_for_js(f"!window.__animekitStalePage && {APP_READY}", 120, "the ComfyUI frontend to finish loading")
 
     def open_template(self, name: str) -> dict:
         """Fresh page, the workflow opened as the templates browser does; the page's state after."""
@@ -102,6 +108,7 @@ class Frontend:
         shot_height = int(height * scale) + 2 * SHOT_MARGIN
         self.browser.resize(SHOT_WIDTH, shot_height + 120)  # room below for the canvas toolbar
         self.browser.evaluate("app.extensionManager.command.execute('Workspace.ToggleFocusMode').then(() => true)")
+        self.browser.evaluate(HIDE_CORNER_BUTTON)
         self.browser.evaluate(
             f"(() => {{ const ds = app.canvas.ds; ds.scale = {scale}; "
             f"ds.offset[0] = {SHOT_MARGIN} / {scale} - {left}; ds.offset[1] = {SHOT_MARGIN} / {scale} - {top}; "
