@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+# aiohttp comes with ComfyUI's requirements; imported where used so the pure tier collects without it.
 
 PACK_FOLDER_NAME = "comfyui-animekit"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -174,7 +174,7 @@ class Browser:
         self.profile = Path(tempfile.mkdtemp(prefix="animekit-chromium-"))
         self.loop = asyncio.new_event_loop()
         self.process: subprocess.Popen | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.session = None  # aiohttp.ClientSession once started
         self.socket = None
         self.ids = itertools.count(1)
         self.console_errors: list[str] = []
@@ -208,6 +208,8 @@ class Browser:
             return []
 
     async def _connect(self, ws_url: str) -> None:
+        import aiohttp
+
         self.session = aiohttp.ClientSession()
         self.socket = await self.session.ws_connect(ws_url, max_msg_size=0)
         self._reader = self.loop.create_task(self._read())
