@@ -24,6 +24,7 @@ from .metadata import InputModel, checkpoint_metadata, legacy_hash
 from .methods import MergeMethod
 from .plan import VAE_FILE, VAE_KEEP, VAE_MERGE, MergePlan, TensorSpec, build_plan
 from .safetensors_stream import OutputTensor, SafetensorsWriter, itemsize
+from .sinks import open_sink
 from .sources import open_checkpoint
 from .stream_merge import Job, StreamMerge, slices, source_of
 from .weights import WeightChoice
@@ -46,6 +47,7 @@ class FileMergeConfig:
     vae: str = VAE_KEEP
     overwrite: bool = False
     title: str | None = None
+    hash_cache: str | None = None  # where remembered input hashes live (None: $ANIMEKIT_HASH_CACHE or ~/.cache)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def _input_models(merge: _Merge, known: dict[str, str | None] | None) -> list[In
         digest = known[role]
         if digest is None:
             digest = src.sha256()
-            remember_sha256(src.path, digest)
+            remember_sha256(src.path, digest, merge.config.hash_cache)
         models.append(InputModel(role, src.path.stem, digest, legacy_hash(src.read_at), src.metadata))
     return models
 
@@ -210,16 +212,16 @@ def merge_checkpoints(
         meta_args = dict(title=title, dtype=config.dtype, tool=TOOL, model_a_metadata=merge.a.metadata)
         draft = checkpoint_metadata(merge.plan, _input_models(merge, None), **meta_args)
         _check_disk(output, sum(o.nbytes for o in merge.job.outputs) + len(str(draft)) + (1 << 20))
-        known = {role: cached_sha256(src.path) for role, src in _sources(merge)}
+        known = {role: cached_sha256(src.path, config.hash_cache) for role, src in _sources(merge)}
         for role, src in _sources(merge):
             if known[role] is None:
                 src.start_hashing()
             src.warm_up()  # the disk reads ahead while StreamMerge imports torch
         engine = StreamMerge({"a": merge.a, "b": merge.b, "c": merge.c, "vae": merge.vae}, config.method)
         with atomic_output(output) as tmp:
-            fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+            sink, fds = open_sink(tmp)
             try:
-                writer = SafetensorsWriter(fd, merge.job.outputs, draft, reserve=1024)
+                writer = SafetensorsWriter(sink, merge.job.outputs, draft, reserve=1024)
                 engine.run(slices(merge.job, config.method), writer, progress=progress, check_cancel=check_cancel)
                 metadata = checkpoint_metadata(merge.plan, _input_models(merge, known), **meta_args)
                 writer.finish(metadata)
@@ -229,5 +231,6 @@ def merge_checkpoints(
                     raise OSError(errno.ENOSPC, f"disk full while writing {str(output)!r}; nothing was saved") from None
                 raise
             finally:
-                os.close(fd)
+                for fd in fds:
+                    os.close(fd)
         return FileMergeResult(output, merge.plan, explain(merge.plan), size, metadata)

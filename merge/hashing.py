@@ -137,13 +137,16 @@ class QueuedSha256:
 HASH_CACHE_ENV = "ANIMEKIT_HASH_CACHE"
 
 
-def hash_cache_path() -> Path | None:
-    """Where remembered hashes live: $ANIMEKIT_HASH_CACHE, 'off' for nowhere, else the user cache dir."""
+def hash_cache_path(default: str | os.PathLike | None = None) -> Path | None:
+    """Where remembered hashes live: $ANIMEKIT_HASH_CACHE ('off' for nowhere), else `default`
+    (ComfyUI passes its user folder), else the user cache dir."""
     setting = os.environ.get(HASH_CACHE_ENV, "")
     if setting.lower() in ("off", "0", "none"):
         return None
     if setting:
         return Path(setting)
+    if default is not None:
+        return Path(default)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "animekit" / "sha256.json"
 
@@ -161,9 +164,9 @@ def _load_cache(cache: Path) -> dict:
         return {}
 
 
-def cached_sha256(path: str | os.PathLike) -> str | None:
+def cached_sha256(path: str | os.PathLike, cache_file: str | os.PathLike | None = None) -> str | None:
     """The remembered sha256 of `path`, if its size and modification time are unchanged (as A1111 does)."""
-    cache = hash_cache_path()
+    cache = hash_cache_path(cache_file)
     if cache is None:
         return None
     key, identity = _identity(Path(path))
@@ -174,9 +177,9 @@ def cached_sha256(path: str | os.PathLike) -> str | None:
     return None
 
 
-def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+def remember_sha256(path: str | os.PathLike, digest: str, cache_file: str | os.PathLike | None = None) -> None:
     """Best effort: a cache that cannot be written only costs a re-hash next time."""
-    cache = hash_cache_path()
+    cache = hash_cache_path(cache_file)
     if cache is None:
         return
     try:

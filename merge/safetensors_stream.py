@@ -23,8 +23,7 @@ if TYPE_CHECKING:  # imported when tensors are read, so headers and plans need n
     import torch
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-WRITEBACK_BYTES = 64 * 1024 * 1024
-READAHEAD = 32 * 1024 * 1024
+READAHEAD = 128 * 1024 * 1024  # per input: enough queued reads to ride out a slow slice
 WARM_UP_BYTES = 256 * 1024 * 1024
 _HAS_PREADV = hasattr(os, "preadv")
 _HAS_FADVISE = hasattr(os, "posix_fadvise")
@@ -288,21 +287,21 @@ def _encode(header: dict, length: int | None = None) -> bytes:
 
 
 class SafetensorsWriter:
-    """Write the header from the planned entries, then the tensors' bytes in that order.
+    """Write the header from the planned entries, then the tensors' bytes in that order, to a sink
+    (merge/sinks.py).
 
     `reserve` spare header bytes let `finish(metadata)` rewrite the metadata in place once values
     known only at the end (the inputs' sha256) are in.
     """
 
-    def __init__(self, fd: int, entries: list[OutputTensor], metadata: Mapping[str, str], *, reserve: int = 0):
-        self._fd = fd
+    def __init__(self, sink, entries: list[OutputTensor], metadata: Mapping[str, str], *, reserve: int = 0):
+        self._sink = sink
         self._entries = entries
-        self._position = self._flushed = 0
         header, self.data_size = _header_bytes(entries, metadata)
         draft = _encode(header)
         self._header_length = (len(draft) + reserve + 7) // 8 * 8
         encoded = _encode(header, self._header_length)
-        self._write_all(struct.pack("<Q", self._header_length) + encoded)
+        self._sink.write(memoryview(struct.pack("<Q", self._header_length) + encoded))
         self._expected = iter(entries)
         self._current: OutputTensor | None = None
         self._left = 0
@@ -312,42 +311,28 @@ class SafetensorsWriter:
     def total_size(self) -> int:
         return 8 + self._header_length + self.data_size
 
-    def _write_all(self, data) -> None:
-        view = memoryview(data).cast("B")
-        while len(view):
-            n = os.write(self._fd, view)
-            view = view[n:]
-            self._position += n
-        if self._position - self._flushed >= WRITEBACK_BYTES and _HAS_FADVISE:
-            # Start writing back what we wrote (Linux: DONTNEED on dirty pages queues async
-            # writeback), so the final fsync has little left and our output does not crowd the cache.
-            os.posix_fadvise(self._fd, self._flushed, self._position - self._flushed, os.POSIX_FADV_DONTNEED)
-            self._flushed = self._position
-
-    def write(self, key: str, data: torch.Tensor) -> None:
+    def write(self, key: str, data: "torch.Tensor") -> None:
         """Append bytes of tensor `key` (whole, or the next slice of it)."""
+        import torch
+
         if self._left == 0:
             self._current = next(self._expected, None)
             if self._current is None or self._current.key != key:
                 raise RuntimeError(f"writer expected {self._current and self._current.key!r}, got {key!r}")
             self._left = self._current.nbytes
-        import torch
-
         if data.dtype != torch_dtype(self._current.dtype):
             raise RuntimeError(f"{key}: got {data.dtype}, planned {self._current.dtype}")
         raw = data.contiguous().view(-1).view(torch.uint8)
         if raw.numel() > self._left:
             raise RuntimeError(f"{key}: {raw.numel()} bytes is more than the {self._left} left")
-        self._write_all(raw.numpy())
+        self._sink.write(memoryview(raw.numpy()))
         self._left -= raw.numel()
         self.written += raw.numel()
 
     def finish(self, metadata: Mapping[str, str]) -> None:
-        """Check every tensor was written, then rewrite the header with the final metadata."""
+        """Check every tensor was written, rewrite the header with the final metadata, close the sink."""
         if self._left or next(self._expected, None) is not None:
             raise RuntimeError("not every planned tensor was written")
         header, _ = _header_bytes(self._entries, metadata)
-        end = os.lseek(self._fd, 0, os.SEEK_CUR)
-        os.lseek(self._fd, 8, os.SEEK_SET)
-        self._write_all(_encode(header, self._header_length))
-        os.lseek(self._fd, end, os.SEEK_SET)
+        self._sink.write_at(8, _encode(header, self._header_length))
+        self._sink.close()

@@ -109,8 +109,8 @@ class StreamMerge:
     buffers (the sources' hash threads hash them too), the calling thread merges into pooled output
     buffers, a writer thread writes them (a write that waits for the disk never stalls the merge)."""
 
-    BUFFER_SETS = 4
-    OUT_BUFFERS = 3
+    BUFFER_SETS = 16  # read-ahead depth in slices (measured: 4 -> 16 is 20% faster on SDXL, +60 MB)
+    OUT_BUFFERS = 8
 
     def __init__(self, sources: dict, method: MergeMethod, slice_elements: int | None = None):
         import torch

@@ -311,6 +311,7 @@ class AnimeKitBlockMergeCheckpoint(io.ComfyNode):
             method=chosen,
             dtype=dtype,
             vae=_vae_choice(vae),
+            hash_cache=os.path.join(folder_paths.get_user_directory(), "animekit", "sha256.json"),
         )
         bar = comfy.utils.ProgressBar(100)
         shown = [-1]

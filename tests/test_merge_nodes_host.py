@@ -3,6 +3,7 @@ a merged MODEL sampling in a prompt, and the checkpoint-file node writing into o
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -246,7 +247,8 @@ def _checkpoint_prompt(**overrides):
     return {"save": {"class_type": "AnimeKitBlockMergeCheckpoint", "inputs": inputs}}
 
 
-def test_checkpoint_node_writes_into_output_checkpoints(comfy_host, tmp_path):
+def test_checkpoint_node_writes_into_output_checkpoints(comfy_host, tmp_path, monkeypatch):
+    monkeypatch.delenv("ANIMEKIT_HASH_CACHE")  # the node keeps remembered hashes in ComfyUI's user folder
     with configure_folders(tmp_path) as folders:
         for role, seed in (("a", 1), ("b", 2)):
             write_checkpoint(folders.checkpoints / f"{role}.safetensors", "sdxl", seed=seed)
@@ -262,6 +264,8 @@ def test_checkpoint_node_writes_into_output_checkpoints(comfy_host, tmp_path):
         assert "LOWRES_REPLACE (mapped to SDXL" in first.output("save", 1)
         assert first.progress and first.progress[-1]["value"] == first.progress[-1]["max"] == 100
         assert first.ui["save"]["text"] == [str(path)]
+        remembered = json.loads((tmp_path / "user" / "animekit" / "sha256.json").read_text())
+        assert {Path(k).name for k in remembered} == {"a.safetensors", "b.safetensors"}
 
 
 def test_checkpoint_node_refuses_paths_outside_output_and_leaves_nothing(comfy_host, tmp_path):

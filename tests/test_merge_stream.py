@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from animekit.merge import checkpoint_merge, safetensors_stream, stream_merge
+from animekit.merge import checkpoint_merge, sinks, stream_merge
 from animekit.merge.checkpoint_merge import FileMergeConfig, merge_checkpoints, plan_checkpoint_merge
 from animekit.merge.methods import MergeMethod
 from animekit.merge.safetensors_stream import SafetensorsFile
@@ -52,6 +52,22 @@ def test_tiny_slices_give_the_same_file_as_whole_tensors(tmp_path, sd15, monkeyp
                                                model_c=sd15["c"], method=MergeMethod("dare", 0.5, 3)))
     a, b = load_file(whole.path), load_file(sliced.path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("chunk", [8192, 8 * 1024 * 1024])
+def test_direct_and_buffered_output_are_byte_identical(tmp_path, sd15, monkeypatch, chunk):
+    monkeypatch.setattr(sinks, "DIRECT_CHUNK", chunk)  # small chunks: header rewrite lands on flushed data
+    direct = merge_checkpoints(FileMergeConfig(sd15["a"], sd15["b"], tmp_path / "direct" / "m.safetensors", HALF))
+    monkeypatch.setenv("ANIMEKIT_NO_DIRECT_IO", "1")
+    buffered = merge_checkpoints(FileMergeConfig(sd15["a"], sd15["b"], tmp_path / "buffered" / "m.safetensors", HALF))
+    a, b = direct.path.read_bytes(), buffered.path.read_bytes()
+    cut = a.index(b'"modelspec.date"')  # the metadata differs only in the time stamp
+    assert len(a) == len(b) and a[:cut] == b[:cut] and a[cut + 100:] == b[cut + 100:]
+    (tmp_path / "probe.bin").touch()
+    sink, fds = sinks.open_sink(tmp_path / "probe.bin")
+    assert type(sink).__name__ == "BufferedSink" and len(fds) == 1  # env var honoured
+    for fd in fds:
+        os.close(fd)
 
 
 def test_output_is_a_valid_aligned_safetensors_file(tmp_path, sd15):
@@ -201,16 +217,17 @@ def test_not_enough_disk_space_is_refused_up_front(tmp_path, sd15, monkeypatch):
 
 
 def test_disk_full_mid_write_leaves_nothing(tmp_path, sd15, monkeypatch):
-    real_write = os.write
+    real_write, real_pwrite = os.write, os.pwrite
     written = [0]
 
-    def filling_write(fd, data):
+    def count(data):
         written[0] += len(data)
         if written[0] > 20_000:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
 
-    monkeypatch.setattr(safetensors_stream.os, "write", filling_write)
+    monkeypatch.setattr(sinks.os, "write", lambda fd, data: count(data) or real_write(fd, data))
+    monkeypatch.setattr(sinks.os, "pwrite", lambda fd, data, offset: count(data) or real_pwrite(fd, data, offset))
+    monkeypatch.setattr(sinks, "DIRECT_CHUNK", 8192)
     with pytest.raises(OSError, match="disk full while writing .*out.safetensors.*nothing was saved"):
         merge_checkpoints(FileMergeConfig(sd15["a"], sd15["b"], tmp_path / "out.safetensors", HALF))
     assert list(tmp_path.iterdir()) == []
