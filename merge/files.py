@@ -33,9 +33,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    _apply_umask(tmp)
     try:
         yield tmp
+        _apply_umask(tmp)  # after the writer: some (safetensors) replace the file they were given
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
