@@ -91,17 +91,22 @@ class PresetBook:
         return PresetBook(merged, sources)
 
 
-def parse_preset_values(text: str, *, where: str) -> tuple[float, ...]:
-    parts = [p.strip() for p in text.split(",")]
+def finite_numbers(parts: Sequence[str], label: str) -> list[float]:
+    """Parse each part as a finite float; errors name the item as `<label> <position>`."""
     values = []
     for index, part in enumerate(parts, 1):
         try:
             value = float(part)
         except ValueError:
-            raise ValueError(f"{where}: value {index} ({part!r}) is not a number") from None
+            raise ValueError(f"{label} {index} ({part!r}) is not a number") from None
         if not math.isfinite(value):
-            raise ValueError(f"{where}: value {index} ({part!r}) is not a finite number")
+            raise ValueError(f"{label} {index} ({part!r}) is not a finite number")
         values.append(value)
+    return values
+
+
+def parse_preset_values(text: str, *, where: str) -> tuple[float, ...]:
+    values = finite_numbers([p.strip() for p in text.split(",")], f"{where}: value")
     if len(values) != SD1.weight_count:
         raise ValueError(
             f"{where}: a preset needs {SD1.weight_count} values in the SD1.x layout "

@@ -5,13 +5,12 @@ A weight is the fraction of model B for that block (SuperMerger's alpha: 0 = A, 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from .blocks import SD1, SDXL, Architecture
-from .presets import PresetBook, builtin_presets, for_architecture, load_presets
+from .presets import PresetBook, builtin_presets, finite_numbers, for_architecture, load_presets
 
 CUSTOM = "custom"
 
@@ -47,16 +46,7 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
     if not parts:
         raise ValueError("the weights list is empty")
-    values = []
-    for index, part in enumerate(parts, 1):
-        try:
-            value = float(part)
-        except ValueError:
-            raise ValueError(f"weight {index} ({part!r}) is not a number") from None
-        if not math.isfinite(value):
-            raise ValueError(f"weight {index} ({part!r}) is not a finite number")
-        values.append(value)
-    return tuple(values)
+    return tuple(finite_numbers(parts, "weight"))
 
 
 def _count_error(arch: Architecture, got: int) -> ValueError:
