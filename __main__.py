@@ -7,13 +7,14 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .profiles import cli as profiles_cli
+    from .prompting import cli as prompting_cli
+    from .sizes import cli as sizes_cli
     from .merge import cli as merge_cli
     from .training import cli as training_cli
 
     parser = argparse.ArgumentParser(prog="animekit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (profiles_cli, merge_cli, training_cli):
+    for module in (prompting_cli, sizes_cli, merge_cli, training_cli):
         module.register(sub)
     return parser
 

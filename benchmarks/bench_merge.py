@@ -168,7 +168,7 @@ def make_inputs(arch: str, folder: Path) -> tuple[Path, Path]:
 
 def remember_hashes(cache: Path, *paths: Path) -> None:
     """Pre-fill a hash cache, as a previous merge of these inputs would have."""
-    from animekit.merge.hashing import HASH_CACHE_ENV, remember_sha256, sha256_file
+    from animekit.files.hashing import HASH_CACHE_ENV, remember_sha256, sha256_file
 
     previous = os.environ.get(HASH_CACHE_ENV)
     os.environ[HASH_CACHE_ENV] = str(cache)

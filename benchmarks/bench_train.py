@@ -232,7 +232,7 @@ def prepare_kohya_assets(args, work: Path) -> dict:
     --tokenizer_cache_dir looks, and the dataset in kohya's `N_name` layout (shared with ours)."""
     import torch
 
-    from animekit.merge.files import save_safetensors_atomic
+    from animekit.files.atomic import save_safetensors_atomic
     from animekit.training.adapters.diffusers_models import make_bundle
 
     checkpoint = work / "sdxl-random.safetensors"

@@ -52,8 +52,8 @@ def comfy_worker(args) -> dict:
     work = Path(args.workdir)
     folder_paths.set_output_directory(str(work / "comfy-out"))
     folder_paths.folder_names_and_paths["loras"] = ([str(work / "comfy-loras")], {".safetensors"})
-    from animekit.nodes import train_progress, train_run
-    from animekit.nodes.train_dataset import bucket_config, build_dataset
+    from animekit.nodes.training import progress as train_progress, run as train_run
+    from animekit.nodes.training.dataset import bucket_config, build_dataset
     from animekit.training.data.captions import CaptionConfig
 
     size = 64 if args.smoke else 1024

@@ -18,8 +18,8 @@ from typing import Callable
 
 from .blocks import VAE_PREFIX, require_same_architecture
 from .explain import explain
-from .files import atomic_output
-from .hashing import cached_sha256, remember_sha256
+from ..files.atomic import atomic_output
+from ..files.hashing import cached_sha256, remember_sha256
 from .metadata import InputModel, checkpoint_metadata, legacy_hash
 from .methods import MergeMethod
 from .plan import VAE_FILE, VAE_KEEP, VAE_MERGE, MergePlan, TensorSpec, build_plan

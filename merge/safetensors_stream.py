@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-from .hashing import QueuedSha256
+from ..files.hashing import QueuedSha256
 
 if TYPE_CHECKING:  # imported when tensors are read, so headers and plans need no torch
     import torch

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .hashing import BackgroundSha256
+from ..files.hashing import BackgroundSha256
 from .safetensors_stream import SafetensorsFile, TensorInfo, code_of
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")

@@ -6,25 +6,28 @@ bundled and shared workflows bind to them, so never rename, reorder or remove an
 
 from __future__ import annotations
 
-import importlib
-
 from comfy_api.latest import ComfyExtension, io
 
-# One module per capability; each exposes NODES, a list of io.ComfyNode classes.
-NODE_MODULES = (
-    "prompt_nodes",
-    "resolution_nodes",
-    "merge_nodes",
-    "train_nodes",
-)
+from .merge_nodes import AnimeKitBlockMergeCheckpoint, AnimeKitBlockMergeClip, AnimeKitBlockMergeModel
+from .prompt_nodes import AnimeKitPromptBuilder, AnimeKitPromptEncode, AnimeKitTagFormatter
+from .resolution_nodes import AnimeKitAspectPreset, AnimeKitNearestBucket
+from .training.nodes import AnimeKitDataset, AnimeKitTrainCheckpoint, AnimeKitTrainLora
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
-    found: list[type[io.ComfyNode]] = []
-    for name in NODE_MODULES:
-        module = importlib.import_module(f".{name}", __name__)
-        found.extend(module.NODES)
-    return found
+    return [
+        AnimeKitPromptBuilder,
+        AnimeKitPromptEncode,
+        AnimeKitTagFormatter,
+        AnimeKitAspectPreset,
+        AnimeKitNearestBucket,
+        AnimeKitBlockMergeModel,
+        AnimeKitBlockMergeClip,
+        AnimeKitBlockMergeCheckpoint,
+        AnimeKitDataset,
+        AnimeKitTrainLora,
+        AnimeKitTrainCheckpoint,
+    ]
 
 
 class AnimeKitExtension(ComfyExtension):

@@ -32,7 +32,7 @@ from comfy_api.latest import io
 from ..merge.blocks import COMFY_CLIP_PREFIXES, SD1, SDXL, Architecture, require_same_architecture
 from ..merge.checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints
 from ..merge.explain import explain
-from ..merge.files import resolve_inside
+from ..files.paths import resolve_inside
 from ..merge.methods import METHODS, WEIGHTED_SUM, MergeMethod, key_seed, merge_values
 from ..merge.plan import VAE_KEEP, VAE_MERGE, MergePlan, TensorSpec, build_plan
 from ..merge.presets import load_presets
@@ -326,4 +326,3 @@ class AnimeKitBlockMergeCheckpoint(io.ComfyNode):
         return io.NodeOutput(str(result.path), result.report, ui={"text": [str(result.path)]})
 
 
-NODES = [AnimeKitBlockMergeModel, AnimeKitBlockMergeClip, AnimeKitBlockMergeCheckpoint]

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..profiles.categories import category_source
-from ..profiles.ordering import format_for_profile
-from ..profiles.profile import DEFAULT_PROFILE, PERIOD_LEVELS, RATING_LEVELS, load_profile, profile_ids
-from ..profiles.prompt import NEGATIVE_CHOICES, QUALITY_CHOICES, SUBJECT_CHOICES, PromptRequest, build_prompt
-from ..profiles.tagtext import format_tags
+from ..prompting.categories import category_source
+from ..prompting.ordering import format_for_profile
+from ..prompting.profile import DEFAULT_PROFILE, PERIOD_LEVELS, RATING_LEVELS, load_profile, profile_ids
+from ..prompting.prompt import NEGATIVE_CHOICES, QUALITY_CHOICES, SUBJECT_CHOICES, PromptRequest, build_prompt
+from ..prompting.tagtext import format_tags
 
 CATEGORY = "AnimeKit/prompt"
 YEAR_CHOICES = ("none", *PERIOD_LEVELS, *(str(year) for year in range(2025, 2004, -1)))
@@ -168,4 +168,3 @@ class AnimeKitTagFormatter(io.ComfyNode):
         return io.NodeOutput(format_tags(tags))
 
 
-NODES = [AnimeKitPromptBuilder, AnimeKitPromptEncode, AnimeKitTagFormatter]

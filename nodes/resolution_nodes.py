@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from ..profiles.presets import size_from_label, size_label
-from ..profiles.profile import DEFAULT_PROFILE, load_profile, profile_ids
-from ..profiles.resolutions import cover_crop_box, hires_size, kohya_buckets, nearest_bucket
+from ..sizes.sets import size_from_label, size_label
+from ..prompting.profile import DEFAULT_PROFILE, load_profile, profile_ids
+from ..sizes.resolutions import cover_crop_box, hires_size, kohya_buckets, nearest_bucket
 
 CATEGORY = "AnimeKit/resolution"
 CUSTOM_BUCKETS = "custom"
@@ -129,4 +129,3 @@ class AnimeKitNearestBucket(io.ComfyNode):
         return io.NodeOutput(image, bucket_width, bucket_height)
 
 
-NODES = [AnimeKitAspectPreset, AnimeKitNearestBucket]

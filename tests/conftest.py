@@ -6,10 +6,16 @@ import os
 
 import pytest
 
-from support.host import boot, find_comfyui
+from support.host import boot, find_comfyui, missing_comfyui_module
 
 COMFYUI_ROOT, COMFYUI_REASON = find_comfyui()
 RUN_SLOW = os.environ.get("ANIMEKIT_SLOW") == "1"
+
+
+def pytest_configure(config):
+    # One clear failure instead of a hundred collection errors when the host tier cannot boot.
+    if COMFYUI_ROOT is not None and (problem := missing_comfyui_module(COMFYUI_ROOT)):
+        pytest.exit(problem, returncode=4)
 
 
 def pytest_report_header(config):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from animekit.merge.files import atomic_output, resolve_inside, save_safetensors_atomic
+from animekit.files.atomic import atomic_output, save_safetensors_atomic
+from animekit.files.paths import resolve_inside
 
 
 def test_resolve_inside_refuses_escapes(tmp_path):

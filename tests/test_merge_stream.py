@@ -259,7 +259,7 @@ def test_input_hashes_are_remembered_by_path_size_and_mtime(tmp_path, sd15, monk
     import hashlib
     import json as _json
 
-    from animekit.merge import hashing
+    from animekit.files import hashing
 
     first = merge_checkpoints(FileMergeConfig(sd15["a"], sd15["b"], tmp_path / "1.safetensors", HALF))
     real = {r: hashlib.sha256(sd15[r].read_bytes()).hexdigest() for r in "ab"}

@@ -10,7 +10,7 @@ import animekit
 def test_import_without_comfyui():
     assert "comfy" not in sys.modules
     assert callable(animekit.comfy_entrypoint)
-    for name in ("animekit.profiles", "animekit.merge", "animekit.training", "animekit.training.data"):
+    for name in ("animekit.prompting", "animekit.sizes", "animekit.files", "animekit.merge", "animekit.training", "animekit.training.data"):
         importlib.import_module(name)
     assert "comfy" not in sys.modules and "comfy_api" not in sys.modules
 

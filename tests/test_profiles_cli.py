@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from animekit.__main__ import main
-from animekit.profiles.resolutions import kohya_buckets
+from animekit.sizes.resolutions import kohya_buckets
 
 
 def run(capsys, *argv):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from animekit.profiles.categories import ProfileVocabulary
-from animekit.profiles.profile import SLOTS, load_profile, parse_profile, profile_ids
-from animekit.profiles.tagtext import tag_key
+from animekit.prompting.categories import ProfileVocabulary
+from animekit.prompting.profile import SLOTS, load_profile, parse_profile, profile_ids
+from animekit.prompting.tagtext import tag_key
 
 SDXL_NINE = [(1024, 1024), (1152, 896), (896, 1152), (1216, 832), (832, 1216), (1344, 768), (768, 1344), (1536, 640), (640, 1536)]
 ANIMAGINE_30_NEGATIVE = (
@@ -131,7 +131,7 @@ def test_every_profile_orders_all_slots_and_places_its_defaults(pid):
 def _valid_json(pid: str) -> dict:
     from importlib import resources
 
-    return json.loads(resources.files("animekit.profiles").joinpath(f"{pid}.profile.json").read_text())
+    return json.loads(resources.files("animekit.prompting").joinpath("profiles", f"{pid}.profile.json").read_text())
 
 
 def test_parse_profile_rejects_missing_slot_naming_the_file():
@@ -189,7 +189,7 @@ def test_profiles_core_imports_neither_comfyui_nor_torch():
     import subprocess
     import sys
 
-    code = ("import sys, animekit.profiles.cli, animekit.profiles.prompt, animekit.profiles.presets; "
+    code = ("import sys, animekit.prompting.cli, animekit.prompting.prompt, animekit.sizes.sets; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', 'nodes', 'torch')); "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from animekit.profiles.profile import load_profile
-from animekit.profiles.prompt import PromptRequest, build_prompt
+from animekit.prompting.profile import load_profile
+from animekit.prompting.prompt import PromptRequest, build_prompt
 
 A30_NEGATIVE = (
     "nsfw, lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from animekit.profiles.categories import ChainedSource, CsvTagCategories, KgenTagLists, TagInfo, category_source
-from animekit.profiles.ordering import format_for_profile, order_tags
-from animekit.profiles.profile import load_profile
-from animekit.profiles.prompt import PromptRequest, build_prompt
+from animekit.prompting.categories import ChainedSource, CsvTagCategories, KgenTagLists, TagInfo, category_source
+from animekit.prompting.ordering import format_for_profile, order_tags
+from animekit.prompting.profile import load_profile
+from animekit.prompting.prompt import PromptRequest, build_prompt
 
 DANBOORU_CSV = '''1girl,0,4114588,"1girls,sole_female"
 solo,0,3426446,"female_solo,solo_female"

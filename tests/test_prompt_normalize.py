@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from animekit.profiles.tagtext import bare_name, format_tags, is_emoticon, is_plain, normalize_tag, split_tags, tag_key
+from animekit.prompting.tagtext import bare_name, format_tags, is_emoticon, is_plain, normalize_tag, split_tags, tag_key
 
 
 @pytest.mark.parametrize("raw, expected", [

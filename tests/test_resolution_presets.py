@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from animekit.profiles.presets import resolution_set, resolution_set_names, size_from_label, size_label
-from animekit.profiles.profile import load_profile
-from animekit.profiles.resolutions import (
+from animekit.sizes.sets import resolution_set, resolution_set_names, size_from_label, size_label
+from animekit.prompting.profile import load_profile
+from animekit.sizes.resolutions import (
     SizeConditioning, check_multiple, cover_crop_box, hires_size, kohya_buckets, nearest_bucket, parse_size,
     sdxl_size_conditioning,
 )
@@ -131,7 +131,7 @@ def test_cover_crop_box_keeps_the_target_aspect_centred(src, dst, box):
 
 def test_kohya_buckets_refuses_resolution_below_one_step():
     import pytest
-    from animekit.profiles.resolutions import kohya_buckets
+    from animekit.sizes.resolutions import kohya_buckets
 
     with pytest.raises(ValueError, match="at least one step"):
         kohya_buckets(3, 8, 64, 8)

@@ -29,7 +29,7 @@ def reference(models, x, t, text, sizes):
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
 def test_bundle_describes_the_model(comfy_host, arch):
-    adapter = pack(comfy_host, "nodes.train_adapter")
+    adapter = pack(comfy_host, "nodes.training.adapter")
     objective = pack(comfy_host, "training.objective")
     config = pack(comfy_host, "training.config")
     models = tiny_models(arch)
@@ -44,7 +44,7 @@ def test_bundle_describes_the_model(comfy_host, arch):
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
 def test_denoiser_and_text_match_comfyui(comfy_host, arch):
-    adapter = pack(comfy_host, "nodes.train_adapter")
+    adapter = pack(comfy_host, "nodes.training.adapter")
     models = tiny_models(arch, seed=3)
     bundle = adapter.build_bundle(models.model, models.clip, models.vae)
     captions = ["1girl, solo, long hair", "ishtar (fate), smile, " + ", ".join(f"tag{i}" for i in range(40)), ""]
@@ -73,7 +73,7 @@ def test_denoiser_and_text_match_comfyui(comfy_host, arch):
 def test_v_prediction_zero_terminal_snr_model(comfy_host):
     import comfy_extras.nodes_model_advanced as advanced
 
-    adapter = pack(comfy_host, "nodes.train_adapter")
+    adapter = pack(comfy_host, "nodes.training.adapter")
     models = tiny_sd1(seed=1)
     (patched,) = advanced.ModelSamplingDiscrete().patch(models.model, "v_prediction", True)
     models.model = patched
@@ -91,7 +91,7 @@ def test_unsupported_models_are_refused_by_name(comfy_host):
     import comfy.model_patcher
     import comfy.supported_models as sm
 
-    adapter = pack(comfy_host, "nodes.train_adapter")
+    adapter = pack(comfy_host, "nodes.training.adapter")
     config = sm.SD20(dict(TINY_UNET["sd15"]))
     config.unet_config.update({"num_heads": 2, "num_head_channels": -1})
     with torch.inference_mode():
@@ -108,7 +108,7 @@ def test_unsupported_models_are_refused_by_name(comfy_host):
 def test_every_lora_target_is_a_key_comfyui_maps_to_that_layer(comfy_host, arch):
     import comfy.lora
 
-    adapter = pack(comfy_host, "nodes.train_adapter")
+    adapter = pack(comfy_host, "nodes.training.adapter")
     lora_network = pack(comfy_host, "training.lora_network")
     models = tiny_models(arch)
     bundle = adapter.build_bundle(models.model, models.clip, models.vae)
@@ -139,7 +139,7 @@ def test_every_lora_target_is_a_key_comfyui_maps_to_that_layer(comfy_host, arch)
 
 
 def test_vae_encode_matches_comfyui_and_scales_latents(comfy_host):
-    adapter = pack(comfy_host, "nodes.train_adapter")
+    adapter = pack(comfy_host, "nodes.training.adapter")
     models = tiny_sd1()
     bundle = adapter.build_bundle(models.model, models.clip, models.vae)
     pixels = torch.rand(2, 3, 64, 48, generator=torch.Generator().manual_seed(2)) * 2 - 1
@@ -150,8 +150,8 @@ def test_vae_encode_matches_comfyui_and_scales_latents(comfy_host):
 
 
 def test_session_trains_inference_tensors_and_restores_everything(comfy_host):
-    adapter = pack(comfy_host, "nodes.train_adapter")
-    sessions = pack(comfy_host, "nodes.train_session")
+    adapter = pack(comfy_host, "nodes.training.adapter")
+    sessions = pack(comfy_host, "nodes.training.session")
     lora_network = pack(comfy_host, "training.lora_network")
     with torch.inference_mode():  # as a loader node builds them
         models = TinyModels("sd15", tiny_model_patcher("sd15", 4), tiny_clip("sd15", 4), tiny_vae(4))
@@ -198,7 +198,7 @@ def test_session_trains_inference_tensors_and_restores_everything(comfy_host):
 def test_private_copies_bake_patches_and_leave_the_input_alone(comfy_host):
     import comfy.model_management
 
-    copies = pack(comfy_host, "nodes.train_copies")
+    copies = pack(comfy_host, "nodes.training.copies")
     models = tiny_sd1(seed=5)
     key = "diffusion_model.input_blocks.1.1.proj_in.weight"
     weight = models.model.model.diffusion_model.input_blocks[1][1].proj_in.weight

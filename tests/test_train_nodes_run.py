@@ -40,7 +40,7 @@ def warnings_logged():
 
 def trained_reference(host, arch, state_file, rank, alpha, conv_rank, train_te, x, t, sizes):
     """The trainer's own model at the saved state: fresh models + its LoRA network hooked on (float32)."""
-    adapter = pack(host, "nodes.train_adapter")
+    adapter = pack(host, "nodes.training.adapter")
     lora_network = pack(host, "training.lora_network")
     lora_file = pack(host, "training.lora_file")
     models = tiny_models(arch)
@@ -125,7 +125,7 @@ def interrupt_at(monkeypatch, host, step: int):
     """Press Cancel (as the UI does) right after optimizer step `step`."""
     import comfy.model_management
 
-    monitor = pack(host, "nodes.train_progress").TrainingMonitor
+    monitor = pack(host, "nodes.training.progress").TrainingMonitor
     original = monitor.on_step
 
     def on_step(self, done, loss, rates):
@@ -189,7 +189,7 @@ def test_checkpoint_node_writes_a_loadable_checkpoint_and_leaves_its_inputs(comf
     assert trained_clip.cond_stage_model is not result.output("models", 1).cond_stage_model
     assert result.output("decode", 0).shape == (1, 64, 64, 3)
     # a later stage can continue from it (listed under output/ for continue_from)
-    assert "output/stage1.safetensors" in pack(comfy_host, "nodes.train_files").checkpoint_choices()
+    assert "output/stage1.safetensors" in pack(comfy_host, "nodes.training.files").checkpoint_choices()
 
 
 def test_continue_from_starts_at_the_chosen_loras_weights(comfy_host, comfy_folders):
@@ -210,19 +210,19 @@ def run_values(host, folders, **changes):
     """Call the LoRA node's run directly (no executor): inputs as ComfyUI would pass them."""
     from support.train_nodes import DATASET_DEFAULTS, LORA_DEFAULTS
 
-    dataset_node = pack(host, "nodes.train_nodes").AnimeKitDataset
+    dataset_node = pack(host, "nodes.training.nodes").AnimeKitDataset
     spec = changes.pop("dataset", None)
     if spec is None:
         spec = dataset_node.execute(**dict(DATASET_DEFAULTS, folder="chars")).args[0]
     models = changes.pop("models", None) or tiny_models("sd15")
     values = {**LORA_DEFAULTS, "filename": "bad", "model": models.model, "clip": models.clip, "vae": models.vae, "dataset": spec, **changes}
-    return pack(host, "nodes.train_run").run_training(values, lora=True, node_id=None, prompt=None, title="test")
+    return pack(host, "nodes.training.run").run_training(values, lora=True, node_id=None, prompt=None, title="test")
 
 
 def dataset_error(host, folder: str, **changes) -> str:
     from support.train_nodes import DATASET_DEFAULTS
 
-    node = pack(host, "nodes.train_nodes").AnimeKitDataset
+    node = pack(host, "nodes.training.nodes").AnimeKitDataset
     with pytest.raises(ValueError) as info:
         node.execute(**dict(DATASET_DEFAULTS, folder=folder, **changes))
     return str(info.value)
@@ -253,7 +253,7 @@ def test_dataset_preview_reports_what_was_found(comfy_host, comfy_folders):
     write_image(folder / "c.png", size=(256, 256), caption=None)
     write_image(folder / "d.png", size=(64, 64), caption="1girl")
     write_image(folder / "3_extra" / "e.png", size=(256, 384), caption="1boy, solo")
-    node = pack(comfy_host, "nodes.train_nodes").AnimeKitDataset
+    node = pack(comfy_host, "nodes.training.nodes").AnimeKitDataset
     out = node.execute(**dict(DATASET_DEFAULTS, folder="mix", shuffle_caption=False, caption_dropout_rate=0.0))
     spec, preview = out.args
     assert len(spec.index.records) == 3 and sum(r.repeats for r in spec.index.records) == 5

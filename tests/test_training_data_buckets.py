@@ -1,4 +1,4 @@
-"""Buckets: kohya's rule through profiles/resolutions.py, no_upscale, batches from one bucket."""
+"""Buckets: kohya's rule through sizes/resolutions.py, no_upscale, batches from one bucket."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from animekit.profiles.resolutions import kohya_buckets, no_upscale_bucket
+from animekit.sizes.resolutions import kohya_buckets, no_upscale_bucket
 from animekit.training.data.dataset import BucketConfig, DatasetConfig, FolderSpec, bucket_for, scan_dataset
 from animekit.training.data.loader import BatchSource
 from support.training_images import write_image

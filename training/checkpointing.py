@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..merge.files import atomic_output, save_safetensors_atomic
+from ..files.atomic import atomic_output, save_safetensors_atomic
 from .config import RESUMABLE_CHANGES, TrainConfig
 
 FORMAT = "animekit-train-state-v1"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..merge.files import save_safetensors_atomic
+from ..files.atomic import save_safetensors_atomic
 from .lora_network import LoraNetwork
 from .metadata import addnet_hashes
 

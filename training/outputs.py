@@ -13,7 +13,8 @@ from typing import Mapping
 
 import torch
 
-from ..merge.files import resolve_inside, save_safetensors_atomic
+from ..files.atomic import save_safetensors_atomic
+from ..files.paths import resolve_inside
 from .lora_file import save_lora
 from .lora_network import LoraNetwork
 

@@ -11,7 +11,7 @@ import io
 import warnings
 from pathlib import Path
 
-from ..merge.files import atomic_output
+from ..files.atomic import atomic_output
 
 COLUMNS = ("step", "epoch", "loss", "lr_unet", "lr_te1", "lr_te2", "grad_norm", "images_per_s")
 

@@ -30,7 +30,7 @@ from typing import Iterator
 
 import torch
 
-from animekit.merge.files import atomic_output
+from animekit.files.atomic import atomic_output
 
 KEYS_DIR = Path(__file__).resolve().parents[1] / "data" / "keys"
 ARCHS = ("sd15", "sdxl")

@@ -40,6 +40,22 @@ def find_comfyui() -> tuple[Path | None, str]:
     return None, "no ComfyUI: set COMFYUI_PATH to a ComfyUI checkout to run the host tier"
 
 
+# Modules ComfyUI's core imports at start-up (from its requirements.txt, by import name).
+COMFYUI_IMPORTS = ("aiohttp", "yarl", "einops", "torchsde", "scipy", "yaml", "psutil", "sqlalchemy", "alembic",
+                   "av", "PIL", "safetensors", "transformers", "tokenizers", "sentencepiece", "pydantic")
+
+
+def missing_comfyui_module(root: Path) -> str | None:
+    """The first module ComfyUI needs that this environment lacks, as a one-line message; None if none."""
+    for name in COMFYUI_IMPORTS:
+        if importlib.util.find_spec(name) is None:
+            return (f"COMFYUI_PATH is set but ComfyUI cannot be imported here: module {name!r} is missing. "
+                    f"Install ComfyUI's requirements into this environment, leaving torch, torchvision, torchaudio "
+                    f"and spandrel out: grep -vE '^(torch|torchvision|torchaudio|spandrel)([^a-zA-Z0-9_-]|$)' "
+                    f"{root}/requirements.txt > /tmp/comfyui-req.txt && python -m pip install -r /tmp/comfyui-req.txt")
+    return None
+
+
 def _stub_torchvision() -> None:
     """ComfyUI imports torchvision at module level but uses it lazily; CPU-only test envs lack it."""
     if importlib.util.find_spec("torchvision") is not None:

@@ -33,7 +33,7 @@ LORA_DEFAULTS = dict(TRAIN_DEFAULTS, rank=4, alpha=4.0, conv_rank=0, conv_alpha=
 
 
 def pack(host, name: str):
-    """A module of the pack as ComfyUI loaded it (e.g. "nodes.train_adapter")."""
+    """A module of the pack as ComfyUI loaded it (e.g. "nodes.training.adapter")."""
     return importlib.import_module(f"{host.pack_module}.{name}")
 
 

@@ -43,9 +43,9 @@ def load(path: Path) -> dict:
 
 
 def pack_node_ids() -> set[str]:
-    """AnimeKit node ids declared in nodes/*.py (read as text: no ComfyUI needed)."""
+    """AnimeKit node ids declared in nodes/**/*.py (read as text: no ComfyUI needed)."""
     found: set[str] = set()
-    for source in (PACK_ROOT / "nodes").glob("*.py"):
+    for source in (PACK_ROOT / "nodes").rglob("*.py"):
         found.update(_NODE_ID.findall(source.read_text(encoding="utf-8")))
     return found
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ...profiles.resolutions import kohya_buckets, nearest_bucket, no_upscale_bucket
+from ...sizes.resolutions import kohya_buckets, nearest_bucket, no_upscale_bucket
 from .captions import CaptionConfig
 from .folders import expand_folder, list_images
 from .tags import split_tags

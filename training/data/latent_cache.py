@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ...merge.files import save_safetensors_atomic
+from ...files.atomic import save_safetensors_atomic
 from .dataset import DatasetConfig, DatasetIndex, ImageRecord
 from .images import CropPlan, plan_crop, render
 

@@ -17,7 +17,7 @@ from torch import nn
 
 import comfy.model_management
 
-from ..training.protocols import ModelBundle
+from ...training.protocols import ModelBundle
 
 
 class Undo:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import folder_paths
 
-from ..merge.files import resolve_inside
-from ..training.data.captions import CaptionConfig, process_caption
-from ..training.data.dataset import BucketConfig, DatasetConfig, DatasetIndex, FolderSpec, scan_dataset
-from ..training.data.folders import expand_folder, list_images
+from ...files.paths import resolve_inside
+from ...training.data.captions import CaptionConfig, process_caption
+from ...training.data.dataset import BucketConfig, DatasetConfig, DatasetIndex, FolderSpec, scan_dataset
+from ...training.data.folders import expand_folder, list_images
 
 PREVIEW_TAGS = 15
 PREVIEW_SKIPPED = 5

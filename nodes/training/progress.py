@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 import comfy.model_management
 import comfy.utils
 
-from ..training.hooks import Hooks, Progress
+from ...training.hooks import Hooks, Progress
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
-"""Safe file output shared by the merger and the trainer: atomic writes and folder-bound paths.
+"""Atomic file output shared by every feature.
 
-A crash, a cancel or a full disk must never leave a half-written model where a finished one is
-expected, and a user-supplied name must never write outside the folder it belongs in.
+A crash, a cancel or a full disk must never leave a half-written model where a finished one is expected.
 """
 
 from __future__ import annotations
@@ -11,15 +10,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
-
-
-def resolve_inside(folder: str | os.PathLike, name: str | os.PathLike, *, what: str = "output path") -> Path:
-    """Join `name` under `folder`, refusing anything (`..`, absolute paths, links) that escapes it."""
-    base = Path(folder).resolve()
-    target = (base / name).resolve()
-    if target != base and base not in target.parents:
-        raise ValueError(f"{what} {str(name)!r} escapes the folder {str(base)!r}; give a name inside it")
-    return target
 
 
 @contextlib.contextmanager

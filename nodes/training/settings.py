@@ -18,7 +18,7 @@ from comfy_api.latest import io
 
 import comfy.model_management
 
-from ..training.config import (
+from ...training.config import (
     CacheConfig,
     LogConfig,
     ModelConfig,
@@ -31,9 +31,9 @@ from ..training.config import (
     ScheduleConfig,
     TrainConfig,
 )
-from ..training.protocols import ModelBundle
-from .train_dataset import DatasetSpec
-from .train_files import Destination
+from ...training.protocols import ModelBundle
+from .dataset import DatasetSpec
+from .files import Destination
 
 DatasetType = io.Custom("ANIMEKIT_DATASET")
 

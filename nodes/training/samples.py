@@ -17,7 +17,7 @@ import torch
 import comfy.k_diffusion.sampling
 import comfy.samplers
 
-from ..training.protocols import ModelBundle, SizeConditioning
+from ...training.protocols import ModelBundle, SizeConditioning
 
 
 @dataclass(frozen=True)

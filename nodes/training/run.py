@@ -19,20 +19,20 @@ import comfy.sd
 import comfy.utils
 import folder_paths
 
-from ..training.adapters.diffusers_models import legacy_model_hash
-from ..training.hooks import TrainResult
-from ..training.lora_network import LoraTarget
-from ..training.memory_estimate import MemoryPlan, check_fits, estimate
-from ..training.protocols import ModelBundle
-from ..training.run import check_bundle
-from . import train_files as files
-from .train_adapter import build_bundle, model_arch
-from .train_copies import private_clip, private_model
-from .train_dataset import DatasetSpec
-from .train_progress import TrainingMonitor
-from .train_samples import SampleSettings, render_samples
-from .train_session import training_session
-from .train_settings import (
+from ...training.adapters.diffusers_models import legacy_model_hash
+from ...training.hooks import TrainResult
+from ...training.lora_network import LoraTarget
+from ...training.memory_estimate import MemoryPlan, check_fits, estimate
+from ...training.protocols import ModelBundle
+from ...training.run import check_bundle
+from . import files
+from .adapter import build_bundle, model_arch
+from .copies import private_clip, private_model
+from .dataset import DatasetSpec
+from .progress import TrainingMonitor
+from .samples import SampleSettings, render_samples
+from .session import training_session
+from .settings import (
     MAX_TOKEN_LENGTH,
     MIXED_DTYPES,
     build_config,
@@ -200,7 +200,7 @@ def _sampler(values: dict, cfg, mixed: str):
 
 
 def run_training(values: dict, *, lora: bool, node_id: str | None, prompt: dict | None, title: str) -> TrainOutcome:
-    from ..training.loop import Trainer
+    from ...training.loop import Trainer
 
     # everything cheap first: a bad input is refused before a model is copied, loaded or trained
     check_choices(values, lora)

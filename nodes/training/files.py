@@ -16,8 +16,8 @@ from pathlib import Path
 
 import folder_paths
 
-from ..merge.files import resolve_inside
-from ..training.checkpointing import list_states
+from ...files.paths import resolve_inside
+from ...training.checkpointing import list_states
 
 RUNS_FOLDER = "animekit_training"
 SUFFIX = ".safetensors"

@@ -29,10 +29,10 @@ import comfy.model_sampling
 import comfy.supported_models
 import comfy.utils
 
-from ..training.lora_network import LoraTarget, find_targets
-from ..training.objective import NoiseSchedule
-from ..training.protocols import ModelBundle, SizeConditioning, TextConditioning
-from .train_session import Undo
+from ...training.lora_network import LoraTarget, find_targets
+from ...training.objective import NoiseSchedule
+from ...training.protocols import ModelBundle, SizeConditioning, TextConditioning
+from .session import Undo
 
 UNET_ATTENTION_CLASSES = ("SpatialTransformer",)  # kohya: Transformer2DModel
 UNET_CONV_CLASSES = ("ResBlock", "Downsample", "Upsample")  # kohya: ResnetBlock2D, Downsample2D, Upsample2D

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from ..training.data.captions import CaptionConfig
-from . import train_files as files
-from .train_dataset import bucket_config, build_dataset, folder_fingerprint
-from .train_run import run_training
-from .train_settings import CHECKPOINT, LORA, DatasetType, head_inputs, network_inputs, tail_inputs
+from ...training.data.captions import CaptionConfig
+from . import files
+from .dataset import bucket_config, build_dataset, folder_fingerprint
+from .run import run_training
+from .settings import CHECKPOINT, LORA, DatasetType, head_inputs, network_inputs, tail_inputs
 
 CATEGORY = "AnimeKit/training"
 
@@ -158,4 +158,3 @@ class AnimeKitTrainCheckpoint(io.ComfyNode):
         return _train(cls, values, lora=False, title="AnimeKit Train Checkpoint")
 
 
-NODES = [AnimeKitDataset, AnimeKitTrainLora, AnimeKitTrainCheckpoint]

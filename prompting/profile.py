@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from .presets import resolution_set
-from .resolutions import Size, kohya_buckets
+from ..sizes.sets import resolution_set
+from ..sizes.resolutions import Size, kohya_buckets
 from .tagtext import split_tags
 
+PROFILES_FOLDER = "profiles"
 PROFILE_SUFFIX = ".profile.json"
 DEFAULT_PROFILE = "animagine-xl-3.0"
 SLOTS = ("subject", "character", "series", "artist", "general", "source", "rating", "year", "aesthetic", "quality", "meta")
@@ -231,7 +232,7 @@ def parse_profile(data: dict, where: str) -> Profile:
 @lru_cache(maxsize=None)
 def _all_profiles() -> dict[str, Profile]:
     found: dict[str, Profile] = {}
-    for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
+    for entry in sorted(resources.files(__package__).joinpath(PROFILES_FOLDER).iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(PROFILE_SUFFIX):
             continue
         data = json.loads(entry.read_text(encoding="utf-8"))
