@@ -28,6 +28,14 @@ def kohya_buckets(resolution: int, min_size: int, max_size: int, step: int = 64)
         raise ValueError(f"resolution ({resolution}) must not exceed max_size ({max_size})")
     if resolution < step or min_size < step:
         raise ValueError(f"resolution ({resolution}) and min_size ({min_size}) must be at least one step ({step})")
+    # kohya asserts the same: a side off the step grid would give buckets off the latent stride
+    for name, value in (("min_size", min_size), ("max_size", max_size)):
+        if value % step:
+            raise ValueError(f"{name} must be a multiple of step ({step}), got {value}; "
+                             f"nearest valid: {value // step * step} or {(value // step + 1) * step}")
+    if resolution < min_size:
+        raise ValueError(f"resolution ({resolution}) must be at least min_size ({min_size}): "
+                         f"the square bucket would be smaller than the minimum")
     area = resolution * resolution
     side = resolution // step * step
     sizes: set[Size] = {(side, side)}
@@ -56,12 +64,14 @@ def nearest_bucket(width: int, height: int, buckets: list[Size]) -> Size:
     return min(buckets, key=lambda b: (abs(log_aspect(*b) - target), -b[0] * b[1]))
 
 
-def no_upscale_bucket(width: int, height: int, resolution: int, step: int = 64, max_size: int | None = None) -> Size | None:
+def no_upscale_bucket(width: int, height: int, resolution: int, step: int = 64, max_size: int | None = None,
+                      min_size: int | None = None) -> Size | None:
     """kohya's `bucket_no_upscale`: the image's own bucket, never larger than the image.
 
     An image over the area `resolution²` is first scaled down (aspect kept) to that area; each side is
     then floored to a multiple of `step` (and capped at `max_size`), so the bucket fits inside the
-    image and the area. None when a side is shorter than one `step` (too small to train on)."""
+    image and the area. None when a side is shorter than one `step`, or than `min_size` when given
+    (too small to train on: the smallest bucket is never below the requested minimum)."""
     log_aspect(width, height)
     if step <= 0 or step % 8:
         raise ValueError(f"step must be a positive multiple of 8 (latent stride), got {step}")
@@ -70,7 +80,7 @@ def no_upscale_bucket(width: int, height: int, resolution: int, step: int = 64, 
         width, height = math.isqrt(area * width // height), math.isqrt(area * height // width)
     cap = (max_size if max_size is not None else max(width, height)) // step * step
     bucket = (min(cap, width // step * step), min(cap, height // step * step))
-    return bucket if min(bucket) >= step else None
+    return bucket if min(bucket) >= max(step, min_size or 0) else None
 
 
 def check_multiple(value: int, name: str, multiple: int = 8) -> int:

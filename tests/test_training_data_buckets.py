@@ -72,8 +72,13 @@ def test_scan_assigns_buckets_and_no_upscale_skips_too_small(tmp_path):
     index = scan_dataset(DatasetConfig((FolderSpec(str(tmp_path)),), buckets=TINY))
     assert {r.path.rsplit("/", 1)[1]: r.bucket for r in index.records} == {"small.png": (320, 192), "tiny.png": (256, 256), "wide.png": (320, 192)}
     no_up = BucketConfig(resolution=256, min_size=128, max_size=512, step=64, no_upscale=True)
-    with pytest.warns(UserWarning, match="1 too small"):
+    # no_upscale never makes a bucket under min_size: 100x70 would be 64x64 < 128, so it is skipped too
+    with pytest.warns(UserWarning, match="2 too small"):
         index = scan_dataset(DatasetConfig((FolderSpec(str(tmp_path)),), buckets=no_up))
+    assert {r.path.rsplit("/", 1)[1]: r.bucket for r in index.records} == {"wide.png": (256, 192)}
+    lower_min = BucketConfig(resolution=256, min_size=64, max_size=512, step=64, no_upscale=True)
+    with pytest.warns(UserWarning, match="1 too small"):
+        index = scan_dataset(DatasetConfig((FolderSpec(str(tmp_path)),), buckets=lower_min))
     assert {r.path.rsplit("/", 1)[1]: r.bucket for r in index.records} == {"small.png": (64, 64), "wide.png": (256, 192)}
 
 

@@ -109,7 +109,7 @@ class DatasetIndex:
 def bucket_for(width: int, height: int, cfg: BucketConfig, buckets: list[tuple[int, int]] | None = None):
     """The training bucket (width, height) for an image; None when no_upscale finds it too small."""
     if cfg.no_upscale:
-        return no_upscale_bucket(width, height, cfg.resolution, cfg.step, cfg.max_size)
+        return no_upscale_bucket(width, height, cfg.resolution, cfg.step, cfg.max_size, cfg.min_size)
     return nearest_bucket(width, height, buckets if buckets is not None else cfg.buckets())
 
 
@@ -152,7 +152,8 @@ def _inspect(task) -> tuple[ImageRecord | None, str | None]:
         return None, f"unreadable image: {type(exc).__name__}: {exc}"
     bucket = bucket_for(width, height, bucket_cfg, buckets)
     if bucket is None:
-        return None, f"too small: {width}x{height} is under one bucket step ({bucket_cfg.step}) with no_upscale"
+        return None, (f"too small: {width}x{height} gives a bucket under min_size ({bucket_cfg.min_size}) "
+                      f"or one step ({bucket_cfg.step}) with no_upscale")
     return ImageRecord(str(image), caption, repeats, width, height, str(folder), bucket, captions), None
 
 
