@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ from animekit.merge.blocks import SD1, SDXL
 from animekit.merge.presets import BUILTIN_PRESETS, SDXL_FROM_SD1, builtin_presets, load_presets, read_preset_file, sd1_to_sdxl
 from animekit.merge.weights import resolve_weights
 
-SHARED_TSV = Path("/work/shared/data/mbw-presets-sd1.tsv")
+# SuperMerger's preset list as the project received it (CRLF), beside the repository in ../shared/.
+SHARED_TSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mbw-presets-sd1.tsv"
+# sha256 of that list with LF line ends: the shipped file, less its two seed rows, must be exactly it.
+SUPERMERGER_SHA256 = "069d8670a6f81cbb3c7668abd8780ad33886f4f3cdcd50325942948eb2c561b0"
 HIGHRES = (0, 0, 1, 1, 0.67, 0.67, 0.33, 0.33, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.33, 0.33, 0.67, 0.67, 1, 1, 0)
 LOWRES = (0, 0, 0, 0, 0, 0, 0, 0.33, 0.33, 0.67, 0.67, 1, 1, 1, 1, 1, 0.67, 0.67, 0.33, 0.33, 0, 0, 0, 0, 0, 0)
 
@@ -23,13 +27,31 @@ def test_seed_presets_are_shipped_first_with_the_cards_values():
     assert len(book.names) == 2 + 38  # the seed presets, then the 38 rows of the SuperMerger list
 
 
-@pytest.mark.skipif(not SHARED_TSV.is_file(), reason="shared reference data not present")
-def test_shipped_book_holds_every_supermerger_preset_unchanged():
-    reference = read_preset_file(SHARED_TSV)  # CRLF file: the reader copes
+def _supermerger_rows() -> str:
+    """The shipped file's header and SuperMerger rows (the two seed rows after the header left out)."""
+    lines = BUILTIN_PRESETS.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert [line.split("\t")[0] for line in lines[1:3]] == ["HIGHRES_REPLACE", "LOWRES_REPLACE"]
+    return "".join(lines[:1] + lines[3:])
+
+
+def test_shipped_book_holds_every_supermerger_preset_unchanged(tmp_path):
+    rows = _supermerger_rows()
+    assert hashlib.sha256(rows.encode("utf-8")).hexdigest() == SUPERMERGER_SHA256
+    crlf = tmp_path / "supermerger.tsv"
+    crlf.write_bytes(rows.replace("\n", "\r\n").encode("utf-8"))  # as SuperMerger ships it: the reader copes
+    reference = read_preset_file(crlf)
+    assert len(reference) == 38
     book = builtin_presets()
     for name, values in reference.items():
         assert book.get(name) == values
     assert book.get("GRAD_V")[:3] == (0, 1, 0.9166666667)
+
+
+@pytest.mark.skipif(not SHARED_TSV.is_file(), reason=f"SuperMerger's original list is not at {SHARED_TSV}")
+def test_pinned_hash_is_the_shared_reference_list():
+    reference = SHARED_TSV.read_bytes()
+    assert b"\r\n" in reference
+    assert hashlib.sha256(reference.replace(b"\r\n", b"\n")).hexdigest() == SUPERMERGER_SHA256
 
 
 def test_sd1_to_sdxl_maps_by_resolution_level():
