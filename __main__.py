@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+
+# Stopping the way a service manager or a closed terminal does is handled like Ctrl-C: the work stops,
+# temporary files are removed, and the exit code says which signal stopped it (128 + number).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM / SIGHUP, so every `finally` and cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def install_stop_handlers() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stopped)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_stop_handlers()
     try:
         return int(args.run(args) or 0)
+    except Stopped as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"animekit {args.command}: stopped by {name}; temporary files removed", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
-        print("animekit: cancelled", file=sys.stderr)
+        print(f"animekit {args.command}: cancelled; temporary files removed", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # Output piped into `head` and closed early: not an error worth a traceback.

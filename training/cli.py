@@ -25,18 +25,22 @@ def register(sub) -> None:
 
 
 class _Interrupt:
-    """First SIGINT asks the loop to save and stop; the second one raises KeyboardInterrupt."""
+    """First SIGINT (or SIGTERM / SIGHUP) asks the loop to save and stop; the second one raises KeyboardInterrupt."""
 
     def __init__(self):
         self.requested = False
         self._previous = None
 
+    # SIGTERM / SIGHUP (a service manager, a closed terminal) are handled like Ctrl-C
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def _handle(self, signum, frame):
         if self.requested:
@@ -46,32 +50,22 @@ class _Interrupt:
 
 
 class _Bars:
-    """tqdm bars per phase: latent caching, text caching, training (loss, epoch and ETA)."""
-
-    LABELS = {"cache_latents": "caching latents", "cache_text": "caching text", "train": "training"}
+    """A labelled bar with counts per phase: scanning, loading, caching, training (with loss and epoch)."""
 
     def __init__(self):
-        self.bar = None
-        self.phase = None
+        from ..files.progress import PhaseBars
+        from .hooks import PHASE_UNITS
+
+        self.bars = PhaseBars(PHASE_UNITS)
 
     def __call__(self, progress) -> None:
-        from tqdm import tqdm
-
-        if progress.phase != self.phase:
-            self.close()
-            self.phase = progress.phase
-            unit = "step" if progress.phase == "train" else "item"
-            self.bar = tqdm(total=progress.total, initial=progress.done, desc=self.LABELS[progress.phase], unit=unit, dynamic_ncols=True)
-            return
-        self.bar.n = progress.done
+        postfix = None
         if progress.phase == "train" and progress.loss is not None:
-            self.bar.set_postfix(loss=f"{progress.loss:.4f}", epoch=progress.epoch, refresh=False)
-        self.bar.refresh()
+            postfix = {"loss": f"{progress.loss:.4f}", "epoch": progress.epoch}
+        self.bars.show(progress.phase, progress.done, progress.total, label=progress.label, postfix=postfix)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self.bars.close()
 
 
 def run_train(args) -> int:
