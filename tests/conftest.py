@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from support.host import boot, find_comfyui, missing_comfyui_module
+from support.host import boot, find_comfyui, missing_comfyui_module, missing_module_message
 
 COMFYUI_ROOT, COMFYUI_REASON = find_comfyui()
 RUN_SLOW = os.environ.get("ANIMEKIT_SLOW") == "1"
@@ -44,7 +44,10 @@ def comfy_host():
     """A booted ComfyUI with this pack loaded through its own loader."""
     if COMFYUI_ROOT is None:
         pytest.skip(f"host tier skipped: {COMFYUI_REASON}")
-    return boot(COMFYUI_ROOT)
+    try:
+        return boot(COMFYUI_ROOT)
+    except ModuleNotFoundError as error:  # one not in support.host.COMFYUI_IMPORTS: still one clear stop
+        pytest.exit(missing_module_message(error.name or str(error), COMFYUI_ROOT), returncode=4)
 
 
 @pytest.fixture

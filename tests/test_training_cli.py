@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import sys
 
 import pytest
 import torch
 from safetensors import safe_open
 
 from animekit.__main__ import main
+from support.optional import requires
 from support.tiny_sd import make_dataset, make_model_folder
 
 torch.set_num_threads(1)
@@ -47,11 +49,15 @@ def project(tmp_path):
     return tmp_path
 
 
-SAMPLES_AND_TENSORBOARD = """
+SAMPLES = """
 [sample]
 every_n_steps = 2
 prompts = ["1girl, solo", "cat"]
 steps = 2
+[logging]
+tensorboard = false
+"""
+TENSORBOARD = """
 [logging]
 tensorboard = true
 """
@@ -67,8 +73,8 @@ def write_config(project, max_steps: int, extra: str = CSV_ONLY):
     return path
 
 
-def test_train_writes_lora_states_log_samples_and_tensorboard(project, capsys):
-    config = write_config(project, 4, SAMPLES_AND_TENSORBOARD)
+def test_train_writes_lora_states_log_and_samples(project, capsys):
+    config = write_config(project, 4, SAMPLES)
     assert main(["train", str(config)]) == 0
     out = project / "out"
     assert f"wrote {out / 'mini.safetensors'} after 4 steps" in capsys.readouterr().out
@@ -87,7 +93,22 @@ def test_train_writes_lora_states_log_samples_and_tensorboard(project, capsys):
     assert sorted(p.name for p in (out / "samples").iterdir()) == [
         "mini-step00000002-00.png", "mini-step00000002-01.png", "mini-step00000004-00.png", "mini-step00000004-01.png",
     ]  # fmt: skip
-    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (out / "tensorboard").exists()
+
+
+@requires("tensorboard")
+def test_train_writes_tensorboard_events(project):
+    assert main(["train", str(write_config(project, 2, TENSORBOARD))]) == 0
+    assert len(list((project / "out" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def test_without_tensorboard_the_log_is_csv_only(project, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if the package were absent
+    with pytest.warns(UserWarning, match="tensorboard package is not installed; writing log.csv only"):
+        assert main(["train", str(write_config(project, 2, TENSORBOARD))]) == 0
+    assert not (project / "out" / "tensorboard").exists()
+    with open(project / "out" / "log.csv", newline="") as handle:
+        assert [r["step"] for r in csv.DictReader(handle)] == ["1", "2"]
 
 
 def test_resume_continues_the_log_and_the_step_count(project, capsys):

@@ -16,6 +16,7 @@ from animekit.training.checkpointing import list_states
 from animekit.training.config_toml import config_from_dict
 from animekit.training.hooks import Hooks, TrainingDiverged
 from animekit.training.run import train
+from support.optional import requires
 from support.tiny_sd import make_dataset, make_model_folder
 
 torch.set_num_threads(1)  # 2 shared cores: more threads only spin
@@ -220,7 +221,7 @@ def test_continue_from_an_existing_lora(assets, tmp_path):
     "tables",
     [
         {"optimizer": {"type": "adafactor", "lr": 1e-3}},
-        {"optimizer": {"type": "prodigy", "lr": 1.0}},
+        pytest.param({"optimizer": {"type": "prodigy", "lr": 1.0}}, marks=requires("prodigyopt")),
         {"precision": {"mixed": "bf16"}, "ema": {"enabled": True}},
         {"precision": {"mixed": "fp16"}},
         {"precision": {"mixed": "bf16", "full_bf16": True}, "network": {"type": "full"}},

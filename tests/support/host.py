@@ -45,15 +45,20 @@ COMFYUI_IMPORTS = ("aiohttp", "yarl", "einops", "torchsde", "scipy", "yaml", "ps
                    "av", "PIL", "safetensors", "transformers", "tokenizers", "sentencepiece", "pydantic")
 
 
-def missing_comfyui_module(root: Path) -> str | None:
-    """The first module ComfyUI needs that this environment lacks, as a one-line message; None if none."""
-    for name in COMFYUI_IMPORTS:
+def missing_comfyui_module(root: Path, imports: tuple[str, ...] = COMFYUI_IMPORTS) -> str | None:
+    """The first of `imports` this environment lacks, as a one-line message (missing_module_message); None if none."""
+    for name in imports:
         if importlib.util.find_spec(name) is None:
-            return (f"COMFYUI_PATH is set but ComfyUI cannot be imported here: module {name!r} is missing. "
-                    f"Install ComfyUI's requirements into this environment, leaving torch, torchvision, torchaudio "
-                    f"and spandrel out: grep -vE '^(torch|torchvision|torchaudio|spandrel)([^a-zA-Z0-9_-]|$)' "
-                    f"{root}/requirements.txt > /tmp/comfyui-req.txt && python -m pip install -r /tmp/comfyui-req.txt")
+            return missing_module_message(name, root)
     return None
+
+
+def missing_module_message(name: str, root: Path) -> str:
+    """Why the host tier cannot run, naming the module and the command that installs ComfyUI's requirements."""
+    return (f"COMFYUI_PATH is set but ComfyUI cannot be imported here: module {name!r} is missing. "
+            f"Install ComfyUI's requirements into this environment, leaving torch, torchvision, torchaudio "
+            f"and spandrel out: grep -vE '^(torch|torchvision|torchaudio|spandrel)([^a-zA-Z0-9_-]|$)' "
+            f"{root}/requirements.txt > /tmp/comfyui-req.txt && {sys.executable} -m pip install -r /tmp/comfyui-req.txt")
 
 
 def _stub_torchvision() -> None:
