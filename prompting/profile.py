@@ -8,11 +8,13 @@ read profiles from here, so a new model family is a new JSON file.
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from ..checkpoints.architecture import ARCHITECTURE_NAMES
 from ..sizes.sets import resolution_set
 from ..sizes.resolutions import Size, kohya_buckets
 from .tagtext import split_tags
@@ -23,7 +25,8 @@ DEFAULT_PROFILE = "animagine-xl-3.0"
 SLOTS = ("subject", "character", "series", "artist", "general", "source", "rating", "year", "aesthetic", "quality", "meta")
 RATING_LEVELS = ("general", "sensitive", "questionable", "explicit")
 PERIOD_LEVELS = ("newest", "recent", "mid", "early", "oldest")
-FAMILIES = ("sd15", "sdxl")
+EARLIEST_YEAR = 1900  # a year before this is a typo, not an old drawing
+FAMILIES = ARCHITECTURE_NAMES  # a profile's "family" is the architecture name
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,13 @@ class Profile:
             return (self.year_tags.tag(year),)
         if self.periods:
             by_start = sorted(self.periods, key=lambda p: p.first_year)
+            # Older than the table is still "oldest" and newer is "newest"; a year before the first
+            # drawings or after this year is a typo, not a period: refused rather than mapped silently.
+            this_year = max(datetime.date.today().year, by_start[-1].last_year)
+            if not EARLIEST_YEAR <= year <= this_year:
+                raise ValueError(f"profile {self.id} takes years {EARLIEST_YEAR}-{this_year} (before "
+                                 f"{by_start[0].first_year}: {by_start[0].tag}); got {year} "
+                                 f"(or give a period: {', '.join(PERIOD_LEVELS)})")
             for period in by_start:
                 if year <= period.last_year:
                     return (period.tag,)

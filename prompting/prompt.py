@@ -54,6 +54,8 @@ def _check(request: PromptRequest) -> None:
         raise ValueError(f"quality must be one of {', '.join(QUALITY_CHOICES)}, got {request.quality!r}")
     if request.negative not in NEGATIVE_CHOICES:
         raise ValueError(f"negative preset must be one of {', '.join(NEGATIVE_CHOICES)}, got {request.negative!r}")
+    if request.rating not in ("none", "", *RATING_LEVELS):
+        raise ValueError(f"rating must be one of none, {', '.join(RATING_LEVELS)}; got {request.rating!r}")
     if request.sfw_guard and request.rating not in ("none", "", RATING_LEVELS[0]):
         raise ValueError(f"rating {request.rating!r} contradicts the SFW guard (which asks for a general rating); "
                          f"turn the SFW guard off (node input sfw_guard, CLI --no-sfw-guard) to use it")

@@ -31,7 +31,9 @@ def run_buckets(args: argparse.Namespace) -> int:
         settings = load_profile(args.profile).buckets
         resolution, min_size, max_size, step = settings.resolution, settings.min_size, settings.max_size, settings.step
     else:
-        resolution, min_size, max_size, step = args.resolution, args.resolution // 2, args.resolution * 2, 64
+        step = args.step if args.step is not None else 64
+        # defaults on the step grid (kohya refuses off-grid sides): half and double the resolution
+        resolution, min_size, max_size = args.resolution, max(step, args.resolution // 2 // step * step), args.resolution * 2 // step * step
     resolution = args.resolution if args.resolution is not None else resolution
     min_size = args.min_size if args.min_size is not None else min_size
     max_size = args.max_size if args.max_size is not None else max_size
