@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .blocks import VAE_PREFIX, require_same_architecture
+from ..checkpoints.detect import require_same_architecture
+from ..checkpoints.keys import VAE_PREFIX
 from .explain import explain
 from ..files.atomic import atomic_output
 from ..files.hashing import cached_sha256, remember_sha256

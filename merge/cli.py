@@ -6,7 +6,7 @@ import argparse
 import errno
 import sys
 
-from .blocks import ARCHITECTURES
+from ..checkpoints.architecture import ALIASES, ARCHITECTURE_NAMES, architecture
 from .checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints, plan_checkpoint_merge
 from .explain import explain
 from .methods import METHODS, WEIGHTED_SUM, MergeMethod
@@ -48,7 +48,10 @@ def register(sub) -> None:
 
     presets = sub.add_parser("merge-presets", help="list block-merge presets (26 SD1.x values; SDXL form with --arch sdxl)")
     presets.add_argument("--presets", dest="preset_file", help="extra preset TSV to include")
-    presets.add_argument("--arch", choices=list(ARCHITECTURES), default="sd1", help="show the values for this architecture")
+    presets.add_argument(
+        "--arch", type=_arch_name, default="sd15", metavar="{" + ",".join(ARCHITECTURE_NAMES) + "}",
+        help=f"show the values for this architecture ({', '.join(f'{k} = {v}' for k, v in ALIASES.items())} also accepted)",
+    )
     presets.set_defaults(run=run_presets)
 
 
@@ -102,9 +105,17 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def run_presets(args: argparse.Namespace) -> int:
     book = load_presets(args.preset_file)
-    arch = ARCHITECTURES[args.arch]
+    arch = architecture(args.arch)
     print(f"# {arch.label}: {arch.layout_text()}; {WEIGHT_HELP}")
     for name in book.names:
         values = for_architecture(book.presets[name], arch)
         print(f"{name}\t{','.join(f'{v:.6g}' for v in values)}")
     return 0
+
+
+def _arch_name(value: str) -> str:
+    """argparse type for --arch: the canonical name, accepting aliases ('sd1' -> 'sd15')."""
+    try:
+        return architecture(value, what="--arch").name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .blocks import SD1, SDXL
+from ..checkpoints.architecture import SD15, SDXL
 from .methods import ADD_DIFFERENCE, DARE, TIES, WEIGHTED_SUM
 from .plan import MergePlan
 
@@ -24,12 +24,10 @@ SUPERMERGER_MODES = {
     TIES: "TIES (add difference)",
     DARE: "DARE (add difference)",
 }
-MODELSPEC_ARCH = {SD1.name: "stable-diffusion-v1", SDXL.name: "stable-diffusion-xl-v1-base"}
 MODELSPEC_IMPL = {
-    SD1.name: "https://github.com/CompVis/stable-diffusion",
+    SD15.name: "https://github.com/CompVis/stable-diffusion",
     SDXL.name: "https://github.com/Stability-AI/generative-models",
 }
-MODELSPEC_RESOLUTION = {SD1.name: "512x512", SDXL.name: "1024x1024"}
 
 
 @dataclass(frozen=True)
@@ -94,17 +92,17 @@ def checkpoint_metadata(
     plan: MergePlan, inputs: list[InputModel], *, title: str, dtype: str, tool: str, model_a_metadata: dict
 ) -> dict[str, str]:
     """All string metadata for the output file."""
-    arch = plan.arch.name
+    arch = plan.arch
     names = " + ".join(m.name for m in inputs)
     meta = {
         "sd_merge_recipe": json.dumps(merge_recipe(plan, inputs, dtype=dtype, tool=tool)),
         "sd_merge_models": json.dumps(merge_models(inputs)),
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": MODELSPEC_ARCH[arch],
-        "modelspec.implementation": MODELSPEC_IMPL[arch],
+        "modelspec.architecture": arch.modelspec,
+        "modelspec.implementation": MODELSPEC_IMPL[arch.name],
         "modelspec.title": title,
         "modelspec.date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "modelspec.resolution": model_a_metadata.get("modelspec.resolution", MODELSPEC_RESOLUTION[arch]),
+        "modelspec.resolution": model_a_metadata.get("modelspec.resolution", f"{arch.resolution}x{arch.resolution}"),
         "modelspec.description": f"Block-weighted merge ({plan.method.name}, {plan.weights.source}) of {names}",
     }
     if "modelspec.predict_key" in model_a_metadata:

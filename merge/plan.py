@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .blocks import VAE_PREFIX, Architecture, canonical_key, is_text_encoder_key, stays_a_reason, unet_block, unet_relative
+from ..checkpoints.architecture import Architecture
+from ..checkpoints.keys import VAE_PREFIX, comfy_name, is_text_encoder_key, unet_relative
+from .blocks import stays_a_reason, unet_block
 from .methods import MergeMethod
 from .weights import BlockWeights
 
@@ -48,7 +50,7 @@ class KeyPlan:
 
     @property
     def seed_name(self) -> str:
-        return canonical_key(self.key)
+        return comfy_name(self.key)
 
 
 @dataclass(frozen=True)

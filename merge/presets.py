@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .blocks import SD1, SDXL, Architecture
+from ..checkpoints.architecture import SD15, SDXL, Architecture
 
 BUILTIN_PRESETS = Path(__file__).with_name("mbw-presets.tsv")
 SEED_PRESETS = ("HIGHRES_REPLACE", "LOWRES_REPLACE")
@@ -50,15 +50,15 @@ SDXL_FROM_SD1: dict[str, str] = {
 
 def sd1_to_sdxl(values: Sequence[float]) -> tuple[float, ...]:
     """Map 26 SD1.x-layout weights onto the 20 SDXL blocks by resolution level."""
-    if len(values) != SD1.weight_count:
-        raise ValueError(f"an SD1.x-layout weight list has {SD1.weight_count} values, got {len(values)}")
-    by_block = dict(zip(SD1.blocks, values))
+    if len(values) != SD15.weight_count:
+        raise ValueError(f"an SD1.x-layout weight list has {SD15.weight_count} values, got {len(values)}")
+    by_block = dict(zip(SD15.blocks, values))
     return tuple(by_block[SDXL_FROM_SD1[block]] for block in SDXL.blocks)
 
 
 def for_architecture(values: Sequence[float], arch: Architecture) -> tuple[float, ...]:
     """26 SD1.x-layout values as the weight vector of `arch`."""
-    return tuple(values) if arch is SD1 else sd1_to_sdxl(values)
+    return tuple(values) if arch is SD15 else sd1_to_sdxl(values)
 
 
 @dataclass(frozen=True)
@@ -107,10 +107,10 @@ def finite_numbers(parts: Sequence[str], label: str) -> list[float]:
 
 def parse_preset_values(text: str, *, where: str) -> tuple[float, ...]:
     values = finite_numbers([p.strip() for p in text.split(",")], f"{where}: value")
-    if len(values) != SD1.weight_count:
+    if len(values) != SD15.weight_count:
         raise ValueError(
-            f"{where}: a preset needs {SD1.weight_count} values in the SD1.x layout "
-            f"({SD1.layout_text()}), got {len(values)}"
+            f"{where}: a preset needs {SD15.weight_count} values in the SD1.x layout "
+            f"({SD15.layout_text()}), got {len(values)}"
         )
     return tuple(values)
 

@@ -1,7 +1,7 @@
 """Read and write safetensors files tensor by tensor, in bounded memory.
 
-The header (8-byte little-endian length, then JSON) is parsed here and checked against the file
-size, so a truncated or corrupt file fails before anything is merged. Tensors are read with
+The header is parsed and checked against the file size by files.safetensors_header, so a truncated
+or corrupt file fails before anything is merged. Tensors are read with
 explicit ``preadv`` calls into caller-owned buffers instead of mmap, because mapped pages count in
 the process's resident memory, and reused buffers avoid a page fault per freshly allocated page.
 The writer lays the header out first from shapes and output dtypes, then takes tensor bytes in order.
@@ -18,40 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..files.hashing import QueuedSha256
+from ..files.safetensors_header import DTYPES, TensorInfo, itemsize, parse_header
 
 if TYPE_CHECKING:  # imported when tensors are read, so headers and plans need no torch
     import torch
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 READAHEAD = 128 * 1024 * 1024  # per input: enough queued reads to ride out a slow slice
 WARM_UP_BYTES = 256 * 1024 * 1024
 _HAS_PREADV = hasattr(os, "preadv")
 _HAS_FADVISE = hasattr(os, "posix_fadvise")
 
-# safetensors dtype code -> (torch dtype name, bytes per element)
-DTYPES: dict[str, tuple[str, int]] = {
-    "F64": ("float64", 8),
-    "F32": ("float32", 4),
-    "F16": ("float16", 2),
-    "BF16": ("bfloat16", 2),
-    "F8_E4M3": ("float8_e4m3fn", 1),
-    "F8_E5M2": ("float8_e5m2", 1),
-    "I64": ("int64", 8),
-    "I32": ("int32", 4),
-    "I16": ("int16", 2),
-    "I8": ("int8", 1),
-    "U8": ("uint8", 1),
-    "BOOL": ("bool", 1),
-}
-FLOAT_CODES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
-
 
 def _nothing() -> None:
     pass
-
-
-def itemsize(code: str) -> int:
-    return DTYPES[code][1]
 
 
 def torch_dtype(code: str) -> "torch.dtype":
@@ -64,30 +43,6 @@ def code_of(dtype: "torch.dtype") -> str | None:
     """The safetensors code of a torch dtype (None if safetensors has none)."""
     name = str(dtype).removeprefix("torch.")
     return next((code for code, (torch_name, _) in DTYPES.items() if torch_name == name), None)
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    key: str
-    dtype: str  # safetensors code
-    shape: tuple[int, ...]
-    start: int  # absolute byte offset in the file
-    end: int
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def nbytes(self) -> int:
-        return self.end - self.start
-
-    @property
-    def is_float(self) -> bool:
-        return self.dtype in FLOAT_CODES
 
 
 class SafetensorsFile:
@@ -119,48 +74,8 @@ class SafetensorsFile:
         return ValueError(f"{self.label}: {str(self.path)!r} is not a valid safetensors file: {why}")
 
     def _parse_header(self) -> tuple[dict[str, str], dict[str, TensorInfo]]:
-        if self.size < 8:
-            raise self._corrupt(f"only {self.size} bytes long")
-        head = self.read_at(0, 8)
-        (length,) = struct.unpack("<Q", head)
-        if length > MAX_HEADER_BYTES or 8 + length > self.size:
-            raise self._corrupt(f"header length {length} does not fit in a {self.size}-byte file (truncated?)")
-        raw = self.read_at(8, length)
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise self._corrupt(f"header is not JSON ({exc})") from None
-        if not isinstance(header, dict):
-            raise self._corrupt("header is not a JSON object")
-        metadata = header.pop("__metadata__", None) or {}
-        if not isinstance(metadata, dict):
-            raise self._corrupt("__metadata__ is not an object")
-        base = 8 + length
-        data_size = self.size - base
-        tensors: dict[str, TensorInfo] = {}
-        for key, entry in header.items():
-            try:
-                code, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-                shape = tuple(int(d) for d in shape)
-                begin, end = int(begin), int(end)
-            except (KeyError, TypeError, ValueError):
-                raise self._corrupt(f"entry for {key!r} lacks dtype/shape/data_offsets") from None
-            if code not in DTYPES:
-                raise self._corrupt(f"{key!r} has unsupported dtype {code!r}")
-            numel = 1
-            for d in shape:
-                if d < 0:
-                    raise self._corrupt(f"{key!r} has a negative dimension in {shape}")
-                numel *= d
-            if end - begin != numel * itemsize(code) or begin < 0:
-                raise self._corrupt(f"{key!r}: data_offsets {begin}..{end} do not match {code} {list(shape)}")
-            if end > data_size:
-                raise self._corrupt(
-                    f"{key!r} ends at byte {base + end} but the file has {self.size} bytes (truncated)"
-                )
-            tensors[key] = TensorInfo(key, code, shape, base + begin, base + end)
-        ordered = dict(sorted(tensors.items(), key=lambda kv: kv[1].start))
-        return {str(k): str(v) for k, v in metadata.items()}, ordered
+        header = parse_header(self.read_at, self.size, self._corrupt)
+        return header.metadata, header.tensors
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from .blocks import SD1, SDXL, Architecture
+from ..checkpoints.architecture import SD15, SDXL, Architecture
 from .presets import PresetBook, builtin_presets, finite_numbers, for_architecture, load_presets
 
 CUSTOM = "custom"
@@ -52,11 +52,11 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
 def _count_error(arch: Architecture, got: int) -> ValueError:
     if arch is SDXL:
         need = (
-            f"SDXL needs {SDXL.weight_count} weights ({SDXL.layout_text()}), or {SD1.weight_count} "
+            f"SDXL needs {SDXL.weight_count} weights ({SDXL.layout_text()}), or {SD15.weight_count} "
             f"SD1.x-layout weights that are mapped by resolution level"
         )
     else:
-        need = f"SD1.x needs {SD1.weight_count} weights ({SD1.layout_text()})"
+        need = f"SD1.x needs {SD15.weight_count} weights ({SD15.layout_text()})"
     return ValueError(f"{need}; got {got}")
 
 
@@ -65,7 +65,7 @@ def weights_from_values(values: Sequence[float], arch: Architecture, *, source: 
     values = tuple(float(v) for v in values)
     if len(values) == arch.weight_count:
         return BlockWeights(arch, values, source)
-    if arch is SDXL and len(values) == SD1.weight_count:
+    if arch is SDXL and len(values) == SD15.weight_count:
         return BlockWeights(arch, for_architecture(values, SDXL), f"{source} (26 SD1.x values mapped to SDXL by resolution level)")
     raise _count_error(arch, len(values))
 

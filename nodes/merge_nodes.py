@@ -29,7 +29,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..merge.blocks import COMFY_CLIP_PREFIXES, SD1, SDXL, Architecture, require_same_architecture
+from ..checkpoints.detect import require_same_architecture, require_same_clip
 from ..merge.checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints
 from ..merge.explain import explain
 from ..files.paths import resolve_inside
@@ -147,27 +147,6 @@ def patch_merge(target, plan: MergePlan, key_patches_b: dict, key_patches_c: dic
             target.add_patches({item.key: BlockMergePatch(plan.method, key_patches_b[item.key], c, stream)}, w, 1.0)
         patched += 1
     return patched
-
-
-def _clip_architecture(name: str, keys) -> tuple[str, Architecture | None]:
-    has_l = any(k.startswith("clip_l.") for k in keys)
-    has_g = any(k.startswith("clip_g.") for k in keys)
-    other = sorted({k.split(".", 1)[0] for k in keys if not k.startswith(COMFY_CLIP_PREFIXES)})
-    if other:
-        return f"{name} is a text encoder with {', '.join(other[:3])} (not SD1.x/SDXL CLIP)", None
-    if has_l and has_g:
-        return f"{name} is SDXL CLIP (L+G)", SDXL
-    if has_l:
-        return f"{name} is SD1.x CLIP (L)", SD1
-    return f"{name} is {'CLIP-G only (SDXL refiner)' if has_g else 'empty'}", None
-
-
-def require_same_clip(named: dict) -> Architecture:
-    found = {name: _clip_architecture(name, keys) for name, keys in named.items()}
-    archs = {arch for _, arch in found.values()}
-    if None in archs or len(archs) != 1:
-        raise ValueError("cannot block-merge these text encoders: " + "; ".join(d for d, _ in found.values()))
-    return archs.pop()
 
 
 def _method(method: str, density: float, seed: int, has_base: bool) -> MergeMethod:

@@ -17,13 +17,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from animekit.merge.blocks import SD1, SDXL, canonical_key
+from animekit.checkpoints.architecture import SD15, SDXL
+from animekit.checkpoints.keys import comfy_name
 from animekit.merge.checkpoint_merge import FileMergeConfig, merge_checkpoints
 from animekit.merge.methods import MergeMethod, dare_keep_mask, key_seed
 from animekit.merge.presets import builtin_presets, sd1_to_sdxl
 from support.checkpoints import write_checkpoint
 
-ARCHS = {"sd15": SD1, "sdxl": SDXL}
+ARCHS = {"sd15": SD15, "sdxl": SDXL}
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +58,7 @@ def block_of(arch, key: str) -> str | None:
     if part == "middle_block":
         return "M00"
     if part == "out":
-        return "OUT11" if arch is SD1 else "OUT08"
+        return "OUT11" if arch is SD15 else "OUT08"
     return f"{'IN' if part == 'input_blocks' else 'OUT'}{int(index):02d}"
 
 
@@ -75,7 +76,7 @@ def expected(method: MergeMethod, key: str, w: float, a, b, c) -> torch.Tensor:
     elif method.name == "add-difference":
         value = a + (b - c) * w
     elif method.name == "dare":
-        keep = dare_keep_mask(key_seed(method.seed, canonical_key(key)), 0, a.numel(), method.density).view(a.shape)
+        keep = dare_keep_mask(key_seed(method.seed, comfy_name(key)), 0, a.numel(), method.density).view(a.shape)
         value = a + torch.where(keep, (b - c) / method.density, torch.zeros_like(a)) * w
     else:
         ta, tb = trim(a - c, method.density), trim(b - c, method.density)

@@ -82,3 +82,17 @@ def test_presets_command_lists_sdxl_values(capsys, tmp_path):
     assert lines[0].startswith("# SDXL: BASE, IN00..IN08, M00, OUT00..OUT08")
     assert lines[1] == "HIGHRES_REPLACE\t0,0,1,1,0.67,0.67,0.33,0.33,0,0,0,0,0,0.33,0.33,0.67,0.67,1,1,0"
     assert lines[-1] == "MINE\t0,1,2,3,4,5,6,7,8,9,13,17,18,19,20,21,22,23,24,25"
+
+
+def test_presets_arch_takes_the_canonical_name_and_the_old_sd1_alias(capsys):
+    assert main(["merge-presets", "--arch", "sd15"]) == 0
+    canonical = capsys.readouterr().out
+    assert canonical.startswith("# SD1.x: BASE, IN00..IN11, M00, OUT00..OUT11")
+    assert main(["merge-presets", "--arch", "sd1"]) == 0  # what the command accepted before
+    assert capsys.readouterr().out == canonical
+    assert main(["merge-presets"]) == 0
+    assert capsys.readouterr().out == canonical
+    with pytest.raises(SystemExit) as exit_:
+        main(["merge-presets", "--arch", "sd2"])
+    assert exit_.value.code == 2
+    assert "--arch must be one of sd15, sdxl, got 'sd2'" in capsys.readouterr().err

@@ -63,16 +63,18 @@ def custom(arch: str, base: float = 0.3) -> str:
 
 
 def block_weights(arch: str, text: str) -> dict[str, float]:
-    from animekit.merge.blocks import SD1, SDXL
+    from animekit.checkpoints.architecture import SD15, SDXL
 
-    layout = SD1 if arch == "sd15" else SDXL
+    layout = SD15 if arch == "sd15" else SDXL
     return dict(zip(layout.blocks, (float(v) for v in text.split(","))))
 
 
 def key_block(arch: str, key: str) -> str:
-    from animekit.merge.blocks import SD1, SDXL, unet_block, unet_relative
+    from animekit.checkpoints.architecture import SD15, SDXL
+    from animekit.checkpoints.keys import unet_relative
+    from animekit.merge.blocks import unet_block
 
-    return unet_block(SD1 if arch == "sd15" else SDXL, unet_relative(key))
+    return unet_block(SD15 if arch == "sd15" else SDXL, unet_relative(key))
 
 
 def patched_state(patcher) -> dict[str, torch.Tensor]:

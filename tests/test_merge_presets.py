@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from animekit.merge.blocks import SD1, SDXL
+from animekit.checkpoints.architecture import SD15, SDXL
 from animekit.merge.presets import BUILTIN_PRESETS, SDXL_FROM_SD1, builtin_presets, load_presets, read_preset_file, sd1_to_sdxl
 from animekit.merge.weights import resolve_weights
 
@@ -69,7 +69,7 @@ def test_sd1_to_sdxl_maps_by_resolution_level():
 
 @pytest.mark.parametrize("name", builtin_presets().names)
 def test_every_preset_works_on_both_architectures(name):
-    sd1 = resolve_weights(SD1, preset=name)
+    sd1 = resolve_weights(SD15, preset=name)
     sdxl = resolve_weights(SDXL, preset=name)
     assert len(sd1.values) == 26 and len(sdxl.values) == 20
     for block in SDXL.blocks:

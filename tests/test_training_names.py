@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from animekit.checkpoints.detect import detect_architecture
+from animekit.checkpoints.keys import TEXT_ENCODER_PREFIXES, UNET_PREFIX
 from animekit.training import ldm_checkpoint as ldm
 from animekit.training.adapters.diffusers_models import ClipTextEncoders, DiffusersDenoiser
 from animekit.training.adapters.reference_models import build_reference_models, reference_config
@@ -45,8 +47,8 @@ def test_unet_name_map_agrees_with_diffusers_converter_on_the_real_key_list(real
     assert len(converted) == len(unet_keys) == (686 if arch == "sd15" else 1680)
     assert set(converted) == set(unet.state_dict())  # the shipped config builds the real tree
     for diffusers_key, source in converted.items():
-        assert ldm.UNET_PREFIX + names.to_ldm(diffusers_key) == source
-        assert names.to_diffusers(source.removeprefix(ldm.UNET_PREFIX)) == diffusers_key
+        assert UNET_PREFIX + names.to_ldm(diffusers_key) == source
+        assert names.to_diffusers(source.removeprefix(UNET_PREFIX)) == diffusers_key
 
 
 def test_kohya_lora_names_for_the_real_module_trees(real):
@@ -77,10 +79,10 @@ def test_every_unet_lora_target_is_a_real_layer_of_the_single_file(real):
     names = unet_names(reference_config(arch)["unet"])
     for target in denoiser.lora_targets(include_conv=True):
         ldm_path = target.path if arch == "sdxl" else names.to_ldm(target.path)
-        key = f"{ldm.UNET_PREFIX}{ldm_path}.weight"
+        key = f"{UNET_PREFIX}{ldm_path}.weight"
         assert key in keys, key
         assert keys[key] == tuple(target.module.weight.shape)
-    prefix = ldm.TEXT_PREFIXES[arch]["te1"]
+    prefix = TEXT_ENCODER_PREFIXES[arch]["te1"]
     for target in encoders.lora_targets("te1"):
         assert f"{prefix}{target.path}.weight" in keys
 
@@ -104,22 +106,22 @@ def test_exported_single_file_has_exactly_the_real_keys_and_shapes(real):
     arch, unet, texts, vae, keys = real
     config = reference_config(arch)
     state = ldm.unet_to_ldm(unet.state_dict(), config["unet"])
-    state.update(ldm.clip_to_ldm(texts[0].state_dict(), ldm.TEXT_PREFIXES[arch]["te1"]))
+    state.update(ldm.clip_to_ldm(texts[0].state_dict(), TEXT_ENCODER_PREFIXES[arch]["te1"]))
     if arch == "sdxl":
-        state.update(ldm.open_clip_to_ldm(texts[1].state_dict(), ldm.TEXT_PREFIXES[arch]["te2"]))
+        state.update(ldm.open_clip_to_ldm(texts[1].state_dict(), TEXT_ENCODER_PREFIXES[arch]["te2"]))
     state.update(ldm.vae_to_ldm(vae.state_dict(), config["vae"]))
     assert set(state) == set(keys)
     assert {k: tuple(v.shape) for k, v in state.items()} == keys
-    assert ldm.detect_arch(state) == arch
+    assert detect_architecture(state).name == arch
 
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
 def test_export_then_diffusers_import_round_trips_every_tensor(arch):
     unet, texts, vae = build_models(arch, seed=3)
     state = ldm.unet_to_ldm(unet.state_dict(), unet.config)
-    state.update(ldm.clip_to_ldm(texts[0].state_dict(), ldm.TEXT_PREFIXES[arch]["te1"]))
+    state.update(ldm.clip_to_ldm(texts[0].state_dict(), TEXT_ENCODER_PREFIXES[arch]["te1"]))
     if arch == "sdxl":
-        state.update(ldm.open_clip_to_ldm(texts[1].state_dict(), ldm.TEXT_PREFIXES[arch]["te2"]))
+        state.update(ldm.open_clip_to_ldm(texts[1].state_dict(), TEXT_ENCODER_PREFIXES[arch]["te2"]))
     state.update(ldm.vae_to_ldm(vae.state_dict(), vae.config))
 
     def same(original, converted):
@@ -130,18 +132,13 @@ def test_export_then_diffusers_import_round_trips_every_tensor(arch):
     same(unet.state_dict(), ldm.unet_from_ldm(state, unet.config))
     same(vae.state_dict(), ldm.vae_from_ldm(state, vae.config))
     flattened = not hasattr(texts[0], "text_model")
-    same(texts[0].state_dict(), ldm.clip_from_ldm(state, ldm.TEXT_PREFIXES[arch]["te1"], flattened))
+    same(texts[0].state_dict(), ldm.clip_from_ldm(state, TEXT_ENCODER_PREFIXES[arch]["te1"], flattened))
     if arch == "sdxl":
-        prefix = ldm.TEXT_PREFIXES[arch]["te2"]
+        prefix = TEXT_ENCODER_PREFIXES[arch]["te2"]
         same(texts[1].state_dict(), ldm.open_clip_from_ldm(state, prefix, texts[1], not hasattr(texts[1], "text_model")))
         assert torch.equal(state[prefix + "text_projection"], texts[1].text_projection.weight.T)
         q = texts[1].state_dict()["text_model.encoder.layers.1.self_attn.q_proj.weight"]
         assert torch.equal(state[prefix + "transformer.resblocks.1.attn.in_proj_weight"][: q.shape[0]], q)
-
-
-def test_detect_arch_refuses_other_files():
-    with pytest.raises(ValueError, match="not an SD1.5 / SDXL single-file checkpoint"):
-        ldm.detect_arch(["transformer.blocks.0.weight"])
 
 
 @pytest.mark.parametrize(

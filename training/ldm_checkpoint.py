@@ -9,18 +9,13 @@ key lists. Prefixes are those of the real files, so ComfyUI, A1111, Forge and ko
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import torch
 
+from ..checkpoints.keys import UNET_PREFIX, VAE_PREFIX
 from .unet_names import translate_prefix, unet_names
 
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
-TEXT_PREFIXES = {
-    "sd15": {"te1": "cond_stage_model.transformer."},
-    "sdxl": {"te1": "conditioner.embedders.0.transformer.", "te2": "conditioner.embedders.1.model."},
-}
 LOGIT_SCALE = math.log(100.0)  # what trained OpenCLIP text towers store; unused by SD but part of the layout
 
 OPEN_CLIP_PARTS = {  # transformers CLIP layer part -> OpenCLIP part
@@ -30,16 +25,6 @@ OPEN_CLIP_PARTS = {  # transformers CLIP layer part -> OpenCLIP part
     "mlp.fc1": "mlp.c_fc",
     "mlp.fc2": "mlp.c_proj",
 }
-
-
-def detect_arch(keys: Iterable[str]) -> str:
-    """"sdxl" or "sd15" from a single-file checkpoint's keys."""
-    keys = set(keys)
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        return "sdxl"
-    if any(k.startswith("cond_stage_model.transformer.") for k in keys) or any(k.startswith(UNET_PREFIX) for k in keys):
-        return "sd15"
-    raise ValueError("not an SD1.5 / SDXL single-file checkpoint: no model.diffusion_model.* or text-encoder keys")
 
 
 # ----------------------------------------------------------------------------------------- UNet

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..checkpoints.architecture import ARCHITECTURE_NAMES
+
 GIB = 1024**3
 
 # activation bytes per image per megapixel of training resolution, 16-bit autocast
@@ -51,8 +53,8 @@ class MemoryPlan:
     trained_parts: tuple = ("unet",)
 
     def __post_init__(self):
-        if self.arch not in ("sd15", "sdxl"):
-            raise ValueError(f"arch must be 'sd15' or 'sdxl', got {self.arch!r}")
+        if self.arch not in ARCHITECTURE_NAMES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURE_NAMES)}, got {self.arch!r}")
         if self.optimizer not in OPTIMIZER_STATE:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATE)}, got {self.optimizer!r}")
         if self.batch_size < 1 or self.width < 8 or self.height < 8:

@@ -14,9 +14,9 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from ..checkpoints.architecture import ARCHITECTURES
 from .config import TrainConfig
 
-ARCHITECTURES = {"sd15": "stable-diffusion-v1", "sdxl": "stable-diffusion-xl-v1-base"}
 BASE_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 IMPL_STABILITY_AI = "https://github.com/Stability-AI/generative-models"
 IMPL_DIFFUSERS = "diffusers"
@@ -143,7 +143,7 @@ def training_metadata(cfg: TrainConfig, facts: RunFacts, *, step: int, epoch: in
 
 
 def modelspec_metadata(cfg: TrainConfig, facts: RunFacts, *, lora: bool, title: str) -> dict[str, str]:
-    arch = ARCHITECTURES[facts.arch] + ("/lora" if lora else "")
+    arch = ARCHITECTURES[facts.arch].modelspec + ("/lora" if lora else "")
     implementation = IMPL_STABILITY_AI if (not lora or facts.arch == "sdxl") else IMPL_DIFFUSERS
     resolution = cfg.dataset.buckets.resolution
     meta = {

@@ -18,11 +18,11 @@ from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 import torch
 from torch import nn
 
+from ..checkpoints.architecture import ARCHITECTURE_NAMES, ARCHITECTURES
 from .lora_network import LoraTarget
 from .objective import NoiseSchedule
 
-ARCHS = ("sd15", "sdxl")
-NATIVE_RESOLUTION = {"sd15": 512, "sdxl": 1024}
+ARCHS = ARCHITECTURE_NAMES  # "sd15", "sdxl": checkpoints.architecture names them once
 
 
 @dataclass
@@ -128,7 +128,7 @@ class ModelBundle:
 
     @property
     def native_resolution(self) -> int:
-        return NATIVE_RESOLUTION[self.arch]
+        return ARCHITECTURES[self.arch].resolution
 
     def part_module(self, part: str) -> nn.Module:
         return self.denoiser.module if part == "unet" else self.text_encoders.module(part)

@@ -29,6 +29,8 @@ import comfy.model_sampling
 import comfy.supported_models
 import comfy.utils
 
+from ...checkpoints.architecture import SD15, SDXL
+from ...checkpoints.keys import COMFY_CLIP_PREFIXES, TEXT_ENCODER_PREFIXES
 from ...training.lora_network import LoraTarget, find_targets
 from ...training.objective import NoiseSchedule
 from ...training.protocols import ModelBundle, SizeConditioning, TextConditioning
@@ -40,7 +42,10 @@ TEXT_CLASSES = ("CLIPAttention", "CLIPMLP")
 UNET_CHECKPOINT_CLASSES = ("ResBlock", "SpatialTransformer")  # diffusers' granularity: each resnet and attention block
 TEXT_CHECKPOINT_CLASSES = ("CLIPLayer",)
 CHUNK_TOKENS = 75
-TEXT_PARTS = {"sd15": {"te1": "clip_l"}, "sdxl": {"te1": "clip_l", "te2": "clip_g"}}
+# architecture -> trainer part -> the ComfyUI CLIP attribute holding it ("clip_l", "clip_g")
+TEXT_PARTS = {
+    arch: {part: COMFY_CLIP_PREFIXES[part].rstrip(".") for part in parts} for arch, parts in TEXT_ENCODER_PREFIXES.items()
+}
 
 
 # ------------------------------------------------------------------------------ what the MODEL is
@@ -54,9 +59,9 @@ def model_arch(model) -> str:
     name = type(config).__name__ if config is not None else type(base).__name__
     if unet.get("in_channels", 4) == 4 and config is not None:
         if type(base) is comfy.model_base.SDXL and isinstance(config, comfy.supported_models.SDXL):
-            return "sdxl"
+            return SDXL.name
         if type(base) is comfy.model_base.BaseModel and type(config) is comfy.supported_models.SD15:
-            return "sd15"
+            return SD15.name
     raise ValueError(
         f"model: the AnimeKit trainer supports SD1.5 and SDXL models (Animagine, Pony, NoobAI, Illustrious ...); "
         f"this MODEL is {name}"

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ...checkpoints.detect import detect_architecture
+from ...checkpoints.keys import TEXT_ENCODER_PREFIXES
 from ..ldm_checkpoint import (
-    TEXT_PREFIXES,
     clip_from_ldm,
     clip_to_ldm,
-    detect_arch,
     open_clip_from_ldm,
     open_clip_to_ldm,
     unet_from_ldm,
@@ -145,7 +145,7 @@ def make_bundle(
 
     def export() -> dict[str, torch.Tensor]:
         state = unet_to_ldm(unet.state_dict(), unet.config)
-        prefixes = TEXT_PREFIXES[arch]
+        prefixes = TEXT_ENCODER_PREFIXES[arch]
         state.update(clip_to_ldm(text_models[0].state_dict(), prefixes["te1"]))
         if arch == "sdxl":
             state.update(open_clip_to_ldm(text_models[1].state_dict(), prefixes["te2"]))
@@ -253,14 +253,14 @@ def _load_single_file(path: str, arch: str, folder: Path, text_parts):
     if file.suffix != ".safetensors":
         raise ValueError(f"model.checkpoint must be a .safetensors file (pickled checkpoints are not loaded), got {file.name!r}")
     checkpoint = load_file(str(file))
-    found = detect_arch(checkpoint.keys())
+    found = detect_architecture(checkpoint.keys(), name=f"model.checkpoint {file.name!r}").name
     if found != arch:
         raise ValueError(f"model.checkpoint {file.name!r} is an {found} checkpoint but model.path holds an {arch} model")
 
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet", local_files_only=True))
     _load_strict(unet, unet_from_ldm(checkpoint, unet.config), "UNet", file)
     text_models = []
-    prefixes = TEXT_PREFIXES[arch]
+    prefixes = TEXT_ENCODER_PREFIXES[arch]
     for (sub, _, cls), part in zip(text_parts, ("te1", "te2")):
         model = cls(CLIPTextConfig.from_pretrained(folder / sub, local_files_only=True))
         flattened = not hasattr(model, "text_model")
