@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .data.dataset import DatasetConfig
 
+# The choices of each setting, named once: the checks below, the TOML reader and the hosts' option
+# lists (training/options.py) all read them from these types.
 Arch = Literal["auto", "sd15", "sdxl"]
 Prediction = Literal["auto", "epsilon", "v_prediction"]
+ModelSource = Literal["diffusers", "comfyui"]
+TokenLength = Literal[75, 150, 225]
+NetworkType = Literal["lora", "full"]
+OptimizerType = Literal["adamw", "adamw8bit", "adafactor", "prodigy"]
+SchedulerName = Literal["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"]
+MixedPrecision = Literal["no", "fp16", "bf16"]
+VaeDtype = Literal["float32", "float16", "bfloat16"]
+LatentCache = Literal["memory", "disk", "none"]
+SavePrecision = Literal["fp16", "bf16", "fp32"]
 
 
 def _positive_int(key: str, value: Any) -> None:
@@ -38,7 +49,9 @@ def _probability(key: str, value: Any) -> None:
         raise ValueError(f"{key} must be a number in [0, 1), got {value!r}")
 
 
-def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+def _choice(key: str, value: Any, kind: Any) -> None:
+    """`value` must be one of the Literal type `kind`'s arguments."""
+    choices = get_args(kind)
     if value not in choices:
         raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
@@ -48,19 +61,19 @@ class ModelConfig:
     """Which base model to train and how to read it."""
 
     path: str = ""  # diffusers-format folder (unet/, text_encoder/, [text_encoder_2/], vae/, tokenizer*/, scheduler/)
-    source: Literal["diffusers", "comfyui"] = "diffusers"
+    source: ModelSource = "diffusers"
     arch: Arch = "auto"  # auto: sdxl when the folder has text_encoder_2
     checkpoint: str = ""  # optional single-file .safetensors (ldm layout) whose weights replace the folder's
     prediction: Prediction = "auto"  # auto: the folder's scheduler config (epsilon when it says nothing)
     clip_skip: int = 1  # SD1.5 only: 2 = penultimate CLIP layer (SDXL always uses the penultimate)
-    max_token_length: Literal[75, 150, 225] = 75  # captions are encoded in 75-token chunks
+    max_token_length: TokenLength = 75  # captions are encoded in 75-token chunks
     name: str = ""  # base-model name written to the metadata; default: the folder or checkpoint name
 
     def __post_init__(self):
-        _choice("model.source", self.source, ("diffusers", "comfyui"))
-        _choice("model.arch", self.arch, ("auto", "sd15", "sdxl"))
-        _choice("model.prediction", self.prediction, ("auto", "epsilon", "v_prediction"))
-        if self.max_token_length not in (75, 150, 225):
+        _choice("model.source", self.source, ModelSource)
+        _choice("model.arch", self.arch, Arch)
+        _choice("model.prediction", self.prediction, Prediction)
+        if self.max_token_length not in get_args(TokenLength):
             raise ValueError(f"model.max_token_length must be 75, 150 or 225, got {self.max_token_length!r}")
         if self.clip_skip not in (1, 2):
             raise ValueError(f"model.clip_skip must be 1 or 2, got {self.clip_skip!r}")
@@ -70,7 +83,7 @@ class ModelConfig:
 class NetworkConfig:
     """What trains: a LoRA beside the frozen model, or the model's own weights (full fine-tune)."""
 
-    type: Literal["lora", "full"] = "lora"
+    type: NetworkType = "lora"
     rank: int = 16
     alpha: float = 8.0  # scale = alpha / rank
     conv_rank: int = 0  # > 0 also puts LoRA on the 3x3 convolutions of resnets / up- / downsamplers (LoCon)
@@ -82,7 +95,7 @@ class NetworkConfig:
     init_weights: str = ""  # LoRA .safetensors to continue from (its rank / alpha per module are kept)
 
     def __post_init__(self):
-        _choice("network.type", self.type, ("lora", "full"))
+        _choice("network.type", self.type, NetworkType)
         _positive_int("network.rank", self.rank)
         _non_negative_int("network.conv_rank", self.conv_rank)
         for key in ("alpha", "conv_alpha"):
@@ -140,7 +153,7 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    type: Literal["adamw", "adamw8bit", "adafactor", "prodigy"] = "adamw"
+    type: OptimizerType = "adamw"
     lr: float = 1e-4  # UNet
     lr_te1: float | None = None  # text encoder (SDXL: CLIP-L); unset: same as lr
     lr_te2: float | None = None  # SDXL OpenCLIP-G; unset: same as lr_te1
@@ -151,7 +164,7 @@ class OptimizerConfig:
     args: dict = field(default_factory=dict)  # extra keyword arguments for the optimizer's constructor
 
     def __post_init__(self):
-        _choice("optimizer.type", self.type, ("adamw", "adamw8bit", "adafactor", "prodigy"))
+        _choice("optimizer.type", self.type, OptimizerType)
         _non_negative("optimizer.lr", self.lr)
         for key in ("lr_te1", "lr_te2"):
             if getattr(self, key) is not None:
@@ -181,9 +194,7 @@ class OptimizerConfig:
 class ScheduleConfig:
     """How long to train and the learning-rate curve (diffusers' schedules)."""
 
-    name: Literal[
-        "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"
-    ] = "constant_with_warmup"
+    name: SchedulerName = "constant_with_warmup"
     warmup_steps: int = 0
     max_steps: int = 0  # optimizer steps; 0: use epochs
     epochs: int = 0
@@ -192,11 +203,7 @@ class ScheduleConfig:
     power: float = 1.0  # polynomial
 
     def __post_init__(self):
-        _choice(
-            "schedule.name",
-            self.name,
-            ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"),
-        )
+        _choice("schedule.name", self.name, SchedulerName)
         for key in ("warmup_steps", "max_steps", "epochs"):
             _non_negative_int(f"schedule.{key}", getattr(self, key))
         _positive_int("schedule.accumulation_steps", self.accumulation_steps)
@@ -207,29 +214,29 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    mixed: Literal["no", "fp16", "bf16"] = "no"  # autocast dtype; fp16 also scales the loss
+    mixed: MixedPrecision = "no"  # autocast dtype; fp16 also scales the loss
     full_bf16: bool = False  # keep the trained weights themselves in bf16 (kohya --full_bf16); needs mixed = "bf16"
     gradient_checkpointing: bool = False
-    vae_dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # SDXL's VAE gives NaN in float16
+    vae_dtype: VaeDtype = "float32"  # SDXL's VAE gives NaN in float16
     allow_tf32: bool = True  # CUDA matmuls in TF32 where the GPU has it
 
     def __post_init__(self):
-        _choice("precision.mixed", self.mixed, ("no", "fp16", "bf16"))
-        _choice("precision.vae_dtype", self.vae_dtype, ("float32", "float16", "bfloat16"))
+        _choice("precision.mixed", self.mixed, MixedPrecision)
+        _choice("precision.vae_dtype", self.vae_dtype, VaeDtype)
         if self.full_bf16 and self.mixed != "bf16":
             raise ValueError(f"precision.full_bf16 needs precision.mixed = 'bf16', got {self.mixed!r}")
 
 
 @dataclass(frozen=True)
 class CacheConfig:
-    latents: Literal["none", "memory", "disk"] = "none"
+    latents: LatentCache = "none"
     latents_dir: str = ""  # for latents = "disk"; default <save.output_dir>/latent_cache
     text_encoder_outputs: bool = False  # precompute encoder outputs (frozen encoders only)
     text_variants: int = 4  # shuffled / dropped caption variants cached per image when captions are randomised
     vae_batch_size: int = 1  # images per VAE call while caching latents (more is faster, needs more memory)
 
     def __post_init__(self):
-        _choice("cache.latents", self.latents, ("none", "memory", "disk"))
+        _choice("cache.latents", self.latents, LatentCache)
         _positive_int("cache.text_variants", self.text_variants)
         _positive_int("cache.vae_batch_size", self.vae_batch_size)
         if self.latents_dir and self.latents != "disk":
@@ -257,7 +264,7 @@ class SaveConfig:
     every_n_epochs: int = 0
     keep_last: int = 0  # periodic saves (and resume states) kept; 0 = all
     save_state: bool = True  # write a resume folder state-<step>/ with each periodic and the final save (a stop always writes one)
-    precision: Literal["fp16", "bf16", "fp32"] = "fp16"
+    precision: SavePrecision = "fp16"
 
     def __post_init__(self):
         if not self.output_dir:
@@ -266,7 +273,7 @@ class SaveConfig:
             raise ValueError(f"save.name must be a plain file name stem, got {self.name!r}")
         for key in ("every_n_steps", "every_n_epochs", "keep_last"):
             _non_negative_int(f"save.{key}", getattr(self, key))
-        _choice("save.precision", self.precision, ("fp16", "bf16", "fp32"))
+        _choice("save.precision", self.precision, SavePrecision)
 
 
 @dataclass(frozen=True)
