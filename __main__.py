@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into `head` and closed early: not an error worth a traceback.
         sys.stderr.close()
         return 0
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, missing/existing/unwritable files, a full disk
         print(f"animekit {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

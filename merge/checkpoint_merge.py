@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,8 +19,9 @@ from ..checkpoints.detect import require_same_architecture
 from ..checkpoints.keys import VAE_PREFIX
 from .explain import explain
 from ..files.atomic import atomic_output
-from ..files.hashing import cached_sha256, remember_sha256
-from .metadata import InputModel, checkpoint_metadata, legacy_hash
+from ..files.output_checks import check_free_space, check_output_path
+from ..files.hashing import cached_sha256, legacy_hash_from, remember_sha256
+from .metadata import InputModel, checkpoint_metadata
 from .methods import MergeMethod
 from .plan import VAE_FILE, VAE_KEEP, VAE_MERGE, MergePlan, TensorSpec, build_plan
 from .safetensors_stream import OutputTensor, SafetensorsWriter, itemsize
@@ -49,6 +49,7 @@ class FileMergeConfig:
     overwrite: bool = False
     title: str | None = None
     hash_cache: str | None = None  # where remembered input hashes live (None: $ANIMEKIT_HASH_CACHE or ~/.cache)
+    overwrite_hint: str = "--overwrite"  # how the caller's user allows overwriting (CLI flag or node input)
 
 
 @dataclass(frozen=True)
@@ -69,29 +70,15 @@ def _check_request(config: FileMergeConfig, *, writing: bool) -> None:
         raise ValueError(f"the {config.method.name} method needs a base model C (--base)")
     if not writing:
         return
-    output = Path(config.output)
-    if output.suffix.lower() != ".safetensors":
-        raise ValueError(f"output {str(output)!r} must end in .safetensors")
-    inputs = {"model A": config.model_a, "model B": config.model_b, "model C": config.model_c}
-    for label, path in inputs.items():
-        if path is not None and output.resolve() == Path(path).resolve():
-            raise ValueError(f"output {str(output)!r} is {label}; inputs are never overwritten")
-    if output.exists() and not config.overwrite:
-        raise FileExistsError(f"output {str(output)!r} exists; choose another name or allow overwriting")
+    check_output_path(config.output, input_files(config), overwrite=config.overwrite, suffix=".safetensors",
+                      overwrite_hint=config.overwrite_hint)
 
 
-def _check_disk(output: Path, needed: int) -> None:
-    folder = output.parent
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if free < needed + (16 << 20):
-        raise OSError(
-            errno.ENOSPC,
-            f"not enough free disk space in {str(folder)!r}: the merged file needs {needed / 1e9:.2f} GB, "
-            f"{free / 1e9:.2f} GB are free",
-        )
+def input_files(config: FileMergeConfig) -> dict[str, str | os.PathLike | None]:
+    """Every file this merge reads, by label: none of them may be the output."""
+    vae = None if str(config.vae) in (VAE_KEEP, VAE_MERGE) else config.vae
+    return {"model A": config.model_a, "model B": config.model_b, "model C": config.model_c, "the VAE file": vae,
+            "the preset file": config.weights.preset_file, "the hash cache": config.hash_cache}
 
 
 def _specs(source) -> dict[str, TensorSpec]:
@@ -195,8 +182,24 @@ def _input_models(merge: _Merge, known: dict[str, str | None] | None) -> list[In
         if digest is None:
             digest = src.sha256()
             remember_sha256(src.path, digest, merge.config.hash_cache)
-        models.append(InputModel(role, src.path.stem, digest, legacy_hash(src.read_at), src.metadata))
+        models.append(InputModel(role, src.path.stem, digest, legacy_hash_from(src.read_at), src.metadata))
     return models
+
+
+def _cosine_first_pass(merge: _Merge, check_cancel: Callable[[], None] | None):
+    """The cosine methods' similarity range: every merged key of A and B read once, whole."""
+    from .cosine import cosine_range, first_pass_values
+    from .methods import COSINE_A
+
+    def values():
+        for item in merge.plan.merged:
+            if check_cancel is not None:
+                check_cancel()
+            shape = merge.a.tensors[item.key].shape
+            a, b = merge.a.read(item.key).view(shape), merge.b.read(item.key).view(shape)
+            yield first_pass_values(a, b, favour_a=merge.config.method.name == COSINE_A)
+
+    return cosine_range(values())
 
 
 def merge_checkpoints(
@@ -212,13 +215,14 @@ def merge_checkpoints(
         title = config.title or output.stem
         meta_args = dict(title=title, dtype=config.dtype, tool=TOOL, model_a_metadata=merge.a.metadata)
         draft = checkpoint_metadata(merge.plan, _input_models(merge, None), **meta_args)
-        _check_disk(output, sum(o.nbytes for o in merge.job.outputs) + len(str(draft)) + (1 << 20))
+        check_free_space(output, sum(o.nbytes for o in merge.job.outputs) + len(str(draft)) + (1 << 20))
+        cosine = _cosine_first_pass(merge, check_cancel) if config.method.spec.needs_cosine_range else None
         known = {role: cached_sha256(src.path, config.hash_cache) for role, src in _sources(merge)}
         for role, src in _sources(merge):
             if known[role] is None:
                 src.start_hashing()
             src.warm_up()  # the disk reads ahead while StreamMerge imports torch
-        engine = StreamMerge({"a": merge.a, "b": merge.b, "c": merge.c, "vae": merge.vae}, config.method)
+        engine = StreamMerge({"a": merge.a, "b": merge.b, "c": merge.c, "vae": merge.vae}, config.method, cosine=cosine)
         with atomic_output(output) as tmp:
             sink, fds = open_sink(tmp)
             try:
