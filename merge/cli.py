@@ -9,7 +9,7 @@ import sys
 from ..checkpoints.architecture import ALIASES, ARCHITECTURE_NAMES, architecture
 from .checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints, plan_checkpoint_merge
 from .explain import explain
-from .methods import METHODS, WEIGHTED_SUM, MergeMethod
+from .methods import METHODS, REGISTRY, WEIGHTED_SUM, MergeMethod
 from .plan import VAE_KEEP
 from .presets import for_architecture, load_presets
 from .weights import WeightChoice
@@ -30,14 +30,15 @@ def register(sub) -> None:
     )
     merge.add_argument("model_a", help="model A (.safetensors, or .ckpt loaded with weights_only)")
     merge.add_argument("model_b", help="model B")
-    merge.add_argument("--base", dest="model_c", help="base model C for add-difference, ties and dare")
+    merge.add_argument("--base", dest="model_c", help="model C: the base for " + ", ".join(n for n, s in REGISTRY.items() if s.c_role == "base" and s.needs_base) + "; the third model for " + ", ".join(n for n, s in REGISTRY.items() if s.c_role != "base"))
     choice = merge.add_mutually_exclusive_group(required=True)
     choice.add_argument("--preset", help=f"preset name ({WEIGHT_HELP}); see `animekit merge-presets`")
     choice.add_argument("--weights", help=f"comma-separated block weights, BASE first ({WEIGHT_HELP})")
     merge.add_argument("--presets", dest="preset_file", help="extra preset TSV (preset_name<TAB>26 comma-separated weights)")
-    merge.add_argument("--method", choices=METHODS, default=WEIGHTED_SUM, help="per-block formula (default weighted-sum)")
+    merge.add_argument("--method", choices=METHODS, default=WEIGHTED_SUM, help="per-block formula (default weighted-sum): " + "; ".join(f"{n}: {s.formula}" for n, s in REGISTRY.items()))
     merge.add_argument("--density", type=float, default=0.5, help="ties/dare: fraction of B-C kept (default 0.5)")
     merge.add_argument("--seed", type=int, default=0, help="dare: seed of the drop mask (default 0)")
+    merge.add_argument("--beta", type=float, default=0.0, help="triple-sum / sum-twice: the weight of model C (default 0)")
     merge.add_argument("--dtype", choices=list(OUTPUT_DTYPES), default="fp16", help="output float dtype (default fp16; keep = A's)")
     merge.add_argument("--vae", default=VAE_KEEP, metavar="merge|FILE", help="merge the VAE under BASE, or bake in a VAE file (default: keep A's)")
     merge.add_argument("--explain", action="store_true", help="print the per-block report; without -o, plan only and write nothing")
@@ -62,7 +63,7 @@ def _config(args: argparse.Namespace) -> FileMergeConfig:
         model_c=args.model_c,
         output=args.output or "",  # --explain alone: planned, never written
         weights=WeightChoice(preset=args.preset, weights=args.weights, preset_file=args.preset_file),
-        method=MergeMethod(args.method, density=args.density, seed=args.seed),
+        method=MergeMethod(args.method, density=args.density, seed=args.seed, beta=args.beta),
         dtype=args.dtype,
         vae=args.vae,
         overwrite=args.overwrite,

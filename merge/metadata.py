@@ -10,20 +10,14 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from dataclasses import dataclass
 
 from ..checkpoints.architecture import SD15, SDXL
-from .methods import ADD_DIFFERENCE, DARE, TIES, WEIGHTED_SUM
+from .methods import REGISTRY
 from .plan import MergePlan
 
-SUPERMERGER_MODES = {
-    WEIGHTED_SUM: "Weight sum",
-    ADD_DIFFERENCE: "Add difference",
-    TIES: "TIES (add difference)",
-    DARE: "DARE (add difference)",
-}
+SUPERMERGER_MODES = {name: spec.supermerger[0] for name, spec in REGISTRY.items()}  # mode per method
 MODELSPEC_IMPL = {
     SD15.name: "https://github.com/CompVis/stable-diffusion",
     SDXL.name: "https://github.com/Stability-AI/generative-models",
@@ -39,11 +33,6 @@ class InputModel:
     metadata: dict
 
 
-def legacy_hash(read_at) -> str:
-    """A1111's short "model hash": sha256 of 64 KiB at offset 1 MiB, first 8 hex digits."""
-    return hashlib.sha256(read_at(0x100000, 0x10000)).hexdigest()[:8]
-
-
 def merge_recipe(plan: MergePlan, inputs: list[InputModel], *, dtype: str, tool: str) -> dict:
     by_role = {m.role: m for m in inputs}
     return {
@@ -51,7 +40,7 @@ def merge_recipe(plan: MergePlan, inputs: list[InputModel], *, dtype: str, tool:
         "tool": tool,
         "mbw": True,
         "mode": SUPERMERGER_MODES[plan.method.name],
-        "calcmode": "normal",
+        "calcmode": plan.method.spec.supermerger[1],
         "weights_alpha": plan.weights.as_text(),
         "weights_alpha_orig": plan.weights.source,
         "weights_beta": None,
@@ -61,8 +50,9 @@ def merge_recipe(plan: MergePlan, inputs: list[InputModel], *, dtype: str, tool:
         "model_c": by_role["model_c"].sha256 if "model_c" in by_role else None,
         "method": plan.method.name,
         "formula": plan.method.formula,
-        "density": plan.method.density if plan.method.name in (TIES, DARE) else None,
-        "seed": plan.method.seed if plan.method.name == DARE else None,
+        "density": plan.method.density if plan.method.spec.uses_density else None,
+        "seed": plan.method.seed if plan.method.spec.uses_seed else None,
+        "beta": plan.method.beta if plan.method.spec.uses_beta else None,
         "alpha_meaning": "fraction of model B (0 = A, 1 = B)",
         "architecture": plan.arch.name,
         "blocks": list(plan.arch.blocks),

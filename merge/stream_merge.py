@@ -112,9 +112,10 @@ class StreamMerge:
     BUFFER_SETS = 16  # read-ahead depth in slices (measured: 4 -> 16 is 20% faster on SDXL, +60 MB)
     OUT_BUFFERS = 8
 
-    def __init__(self, sources: dict, method: MergeMethod, slice_elements: int | None = None):
+    def __init__(self, sources: dict, method: MergeMethod, slice_elements: int | None = None, *, cosine=None):
         import torch
 
+        self.cosine = cosine  # the cosine methods' similarity range (merge/cosine.py), from a first pass
         self.sources = {name: src for name, src in sources.items() if src is not None}
         self.method = method
         self.slice_elements = slice_elements = slice_elements or SLICE_ELEMENTS
@@ -148,8 +149,13 @@ class StreamMerge:
         pooled = piece.count <= self.slice_elements
         if piece.source == "merge":
             a, b, c = tensors
+            if not self.method.elementwise:  # a whole tensor: formulas such as cosine need its shape
+                shape = piece.out.shape
+                a, b, c = a.view(shape), b.view(shape), (c.view(shape) if c is not None else None)
             scratch = self._scratch if pooled else None
-            values = merge_values(self.method, piece.weight, a, b, c, stream=piece.stream, start=piece.start, scratch=scratch)
+            values = merge_values(
+                self.method, piece.weight, a, b, c, stream=piece.stream, start=piece.start, scratch=scratch, cosine=self.cosine
+            ).reshape(-1)
         else:
             values = tensors[0]
             if values.dtype == out_dtype:
@@ -254,8 +260,9 @@ def _no_release() -> None:
 
 
 def source_of(merged: bool, weight: float | None, method: MergeMethod) -> str:
-    """Where a key's values come from: A as is (kept or w = 0), B as is (weighted sum at w = 1), or merged."""
-    if not merged or weight == 0.0:
+    """Where a key's values come from: A as is (kept, or w = 0 where the method then gives A), B as is
+    (weighted sum at w = 1), or merged."""
+    if not merged or (weight == 0.0 and method.zero_keeps_a):
         return "a"
     if method.name == WEIGHTED_SUM and weight == 1.0:
         return "b"

@@ -33,7 +33,8 @@ from ..checkpoints.detect import require_same_architecture, require_same_clip
 from ..merge.checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints
 from ..merge.explain import explain
 from ..files.paths import resolve_inside
-from ..merge.methods import METHODS, WEIGHTED_SUM, MergeMethod, key_seed, merge_values
+from ..merge.cosine import cosine_range, first_pass_values
+from ..merge.methods import COSINE_A, METHODS, WEIGHTED_SUM, MergeMethod, key_seed, merge_values, methods_help
 from ..merge.plan import VAE_KEEP, VAE_MERGE, MergePlan, TensorSpec, build_plan
 from ..merge.presets import load_presets
 from ..merge.weights import CUSTOM, WeightChoice
@@ -79,9 +80,8 @@ def weight_inputs() -> list:
         ),
         io.Combo.Input(
             "method", options=list(METHODS), default=WEIGHTED_SUM,
-            tooltip=f"{WEIGHT_NOTE} Per block with weight w: weighted-sum A*(1-w)+B*w; add-difference "
-            "A+(B-C)*w; ties A+w*ties(B-C) (trim, sign election against A-C); dare A+w*dare(B-C) "
-            "(random drop and rescale). The last three need the base model C.",
+            tooltip=f"{WEIGHT_NOTE} Per block with weight w: {methods_help()}. Methods with C need model C "
+            "(the base of B-C, or the third model of triple-sum / sum-twice).",
         ),
         io.Float.Input(
             "density", default=0.5, min=0.01, max=1.0, step=0.01,
@@ -92,6 +92,14 @@ def weight_inputs() -> list:
             tooltip=f"{WEIGHT_NOTE} dare only: seed of the drop mask; the same seed gives the same merge.",
         ),
     ]
+
+
+def beta_input():
+    """Optional and last, so workflows saved before it keep their widget order."""
+    return io.Float.Input(
+        "beta", default=0.0, min=-2.0, max=3.0, step=0.01, optional=True,
+        tooltip="triple-sum / sum-twice only: the weight of model C (the same for every block).",
+    )
 
 
 def _choice(preset: str, weights: str) -> WeightChoice:
@@ -116,41 +124,50 @@ class BlockMergePatch(comfy.weight_adapter.WeightAdapterBase):
 
     name = "animekit_block_merge"
 
-    def __init__(self, method: MergeMethod, b_patches, c_patches, stream: int):
+    def __init__(self, method: MergeMethod, b_patches, c_patches, stream: int, cosine=None):
         self.loaded_keys = set()
         self.weights = []
         self.method, self.b_patches, self.c_patches, self.stream = method, b_patches, c_patches, stream
+        self.cosine = cosine
 
     def calculate_weight(self, weight, key, strength, strength_model, offset, function,
                          intermediate_dtype=torch.float32, original_weights=None):
         b = _evaluate_key_patch(self.b_patches, weight, key, intermediate_dtype)
         c = _evaluate_key_patch(self.c_patches, weight, key, intermediate_dtype) if self.c_patches is not None else None
-        return merge_values(self.method, strength, weight, b, c, stream=self.stream).to(weight.dtype)
+        return merge_values(self.method, strength, weight, b, c, stream=self.stream, cosine=self.cosine).to(weight.dtype)
 
 
 def _specs(state_dict) -> dict[str, TensorSpec]:
     return {k: TensorSpec(tuple(v.shape), v.is_floating_point()) for k, v in state_dict.items()}
 
 
-def patch_merge(target, plan: MergePlan, key_patches_b: dict, key_patches_c: dict | None) -> int:
+def patch_merge(target, plan: MergePlan, key_patches_b: dict, key_patches_c: dict | None, cosine=None) -> int:
     """Add the plan's patches to `target` (a clone of A); returns how many keys got one."""
     patched = 0
     for item in plan.merged:
         w = item.weight
-        if w == 0.0:
+        if w == 0.0 and plan.method.zero_keeps_a:
             continue
         if plan.method.name == WEIGHTED_SUM:
             target.add_patches({item.key: key_patches_b[item.key]}, w, 1.0 - w)
         else:
             stream = key_seed(plan.method.seed, item.seed_name)
             c = key_patches_c[item.key] if key_patches_c is not None else None
-            target.add_patches({item.key: BlockMergePatch(plan.method, key_patches_b[item.key], c, stream)}, w, 1.0)
+            target.add_patches({item.key: BlockMergePatch(plan.method, key_patches_b[item.key], c, stream, cosine)}, w, 1.0)
         patched += 1
     return patched
 
 
-def _method(method: str, density: float, seed: int, has_base: bool) -> MergeMethod:
-    chosen = MergeMethod(method, density=density, seed=seed)
+def in_graph_cosine_range(plan: MergePlan, state_a: dict, state_b: dict):
+    """The cosine methods' first pass over the models' stored weights (None for other methods)."""
+    if not plan.method.spec.needs_cosine_range:
+        return None
+    favour_a = plan.method.name == COSINE_A
+    return cosine_range(first_pass_values(state_a[k.key], state_b[k.key], favour_a=favour_a) for k in plan.merged)
+
+
+def _method(method: str, density: float, seed: int, has_base: bool, beta: float = 0.0) -> MergeMethod:
+    chosen = MergeMethod(method, density=density, seed=seed, beta=beta)
     if chosen.needs_base and not has_base:
         raise ValueError(f"the {method} method needs the base model C input connected")
     return chosen
@@ -173,13 +190,14 @@ class AnimeKitBlockMergeModel(io.ComfyNode):
                 *weight_inputs(),
                 io.Model.Input("model_c", optional=True,
                                tooltip=f"Base model C for add-difference / ties / dare (B-C is B's difference). {WEIGHT_NOTE}"),
+                beta_input(),
             ],
             outputs=[io.Model.Output("model"), io.String.Output("report", tooltip="Per-block weights, key counts and what stayed A's.")],
         )
 
     @classmethod
-    def execute(cls, model_a, model_b, preset, weights, method, density, seed, model_c=None) -> io.NodeOutput:
-        chosen = _method(method, density, seed, model_c is not None)
+    def execute(cls, model_a, model_b, preset, weights, method, density, seed, model_c=None, beta=0.0) -> io.NodeOutput:
+        chosen = _method(method, density, seed, model_c is not None, beta)
         states = {"model A": model_a.model_state_dict("diffusion_model."), "model B": model_b.model_state_dict("diffusion_model.")}
         if chosen.needs_base:
             states["model C"] = model_c.model_state_dict("diffusion_model.")
@@ -188,7 +206,8 @@ class AnimeKitBlockMergeModel(io.ComfyNode):
         plan = build_plan(arch, _choice(preset, weights).resolve(arch), chosen, specs["model A"], specs["model B"], specs.get("model C"))
         merged = model_a.clone()
         kp_c = model_c.get_key_patches("diffusion_model.") if chosen.needs_base else None
-        patched = patch_merge(merged, plan, model_b.get_key_patches("diffusion_model."), kp_c)
+        cosine = in_graph_cosine_range(plan, states["model A"], states["model B"])
+        patched = patch_merge(merged, plan, model_b.get_key_patches("diffusion_model."), kp_c, cosine)
         report = explain(plan, title=f"AnimeKit block merge (MODEL, {patched} lazy patches)")
         return io.NodeOutput(merged, report)
 
@@ -206,13 +225,14 @@ class AnimeKitBlockMergeClip(io.ComfyNode):
                 io.Clip.Input("clip_b", tooltip=f"Text encoder B, taken where BASE is 1. {WEIGHT_NOTE}"),
                 *weight_inputs(),
                 io.Clip.Input("clip_c", optional=True, tooltip=f"Base text encoder C for add-difference / ties / dare. {WEIGHT_NOTE}"),
+                beta_input(),
             ],
             outputs=[io.Clip.Output("clip"), io.String.Output("report", tooltip="The BASE weight, key counts and what stayed A's.")],
         )
 
     @classmethod
-    def execute(cls, clip_a, clip_b, preset, weights, method, density, seed, clip_c=None) -> io.NodeOutput:
-        chosen = _method(method, density, seed, clip_c is not None)
+    def execute(cls, clip_a, clip_b, preset, weights, method, density, seed, clip_c=None, beta=0.0) -> io.NodeOutput:
+        chosen = _method(method, density, seed, clip_c is not None, beta)
         clips = {"clip A": clip_a, "clip B": clip_b}
         if chosen.needs_base:
             clips["clip C"] = clip_c
@@ -221,7 +241,8 @@ class AnimeKitBlockMergeClip(io.ComfyNode):
         specs = {name: _specs(clip.patcher.model_state_dict()) for name, clip in clips.items()}
         plan = build_plan(arch, _choice(preset, weights).resolve(arch), chosen, specs["clip A"], specs["clip B"], specs.get("clip C"))
         merged = clip_a.clone()
-        patched = patch_merge(merged, plan, patches["clip B"], patches.get("clip C"))
+        cosine = in_graph_cosine_range(plan, clip_a.patcher.model_state_dict(), clip_b.patcher.model_state_dict())
+        patched = patch_merge(merged, plan, patches["clip B"], patches.get("clip C"), cosine)
         report = explain(plan, title=f"AnimeKit block merge (CLIP, BASE only, {patched} lazy patches)", hide_empty=True)
         return io.NodeOutput(merged, report)
 
@@ -272,14 +293,15 @@ class AnimeKitBlockMergeCheckpoint(io.ComfyNode):
                 io.String.Input("filename_prefix", default="animekit-merge",
                                 tooltip=f"Saved as output/checkpoints/<prefix>_00001_.safetensors; subfolders allowed, "
                                 f"nothing outside. {WEIGHT_NOTE}"),
+                beta_input(),
             ],
             outputs=[io.String.Output("path", tooltip="The saved file."), io.String.Output("report", tooltip="The explain report.")],
         )
 
     @classmethod
-    def execute(cls, ckpt_a, ckpt_b, preset, weights, method, density, seed, ckpt_c, dtype, vae, filename_prefix) -> io.NodeOutput:
+    def execute(cls, ckpt_a, ckpt_b, preset, weights, method, density, seed, ckpt_c, dtype, vae, filename_prefix, beta=0.0) -> io.NodeOutput:
         has_base = ckpt_c != NO_MODEL
-        chosen = _method(method, density, seed, has_base)
+        chosen = _method(method, density, seed, has_base, beta)
         folder = os.path.join(folder_paths.get_output_directory(), "checkpoints")
         config = FileMergeConfig(
             model_a=folder_paths.get_full_path_or_raise("checkpoints", ckpt_a),
