@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoints.detect import require_same_architecture
-from ..checkpoints.keys import VAE_PREFIX
+from ..checkpoints.detect import identify, require_same_architecture
+from ..checkpoints.keys import VAE_PREFIX, is_text_encoder_key
 from .explain import explain
 from ..files.atomic import atomic_output
 from ..files.output_checks import check_free_space, check_output_path
@@ -87,6 +87,13 @@ def _specs(source) -> dict[str, TensorSpec]:
 
 def _vae_keys(vae, a) -> dict[str, str]:
     """Output key -> key in the VAE file; refuses files that are not an LDM-format VAE."""
+    found = identify(vae.shapes())
+    if found.arch is not None or any(is_text_encoder_key(k) for k in vae.tensors):
+        what = f"a full {found.arch.label} checkpoint" if found.arch is not None else found.description
+        raise ValueError(f"VAE file {vae.label} is {what}, not a VAE; give a VAE file (keys encoder.* and decoder.*, "
+                         f"or first_stage_model.*)")
+    if found.description.startswith("a LoRA"):
+        raise ValueError(f"VAE file {vae.label} is a LoRA, not a VAE")
     mapping = {}
     for key in vae.tensors:
         out = key if key.startswith(VAE_PREFIX) else VAE_PREFIX + key

@@ -85,3 +85,29 @@ def test_existing_output_names_the_overwrite_switch(tmp_path):
     with pytest.raises(FileExistsError, match="pass overwrite=true"):
         check_output_path(out, {}, overwrite=False, overwrite_hint="overwrite=true")
     assert check_output_path(out, {"model A": tmp_path / "a.safetensors"}, overwrite=True) == out
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("full checkpoint", "is a full SD1.x checkpoint, not a VAE"),
+        ("lora", "is a LoRA, not a VAE"),
+        ("text encoder", "is text encoder(s) only (no UNet keys), not a VAE"),
+    ],
+)
+def test_wrong_kind_of_file_as_vae_is_refused_by_name(tmp_path, models, capsys, kind, expected, no_reads, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("ANIMEKIT_HASH_CACHE", str(tmp_path / "cache.json"))
+    if kind == "full checkpoint":
+        vae = models["vae"]  # a whole SD1.5 checkpoint, given where a VAE belongs
+    else:
+        vae = tmp_path / "wrong.safetensors"
+        key = "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight" if kind == "lora" \
+            else "cond_stage_model.transformer.text_model.final_layer_norm.weight"
+        save_file({key: torch.zeros(4)}, vae)
+    out = tmp_path / "out.safetensors"
+    code = main(["merge", str(models["a"]), str(models["b"]), "--weights", WEIGHTS, "--vae", str(vae), "--quiet", "-o", str(out)])
+    assert code == 2 and expected in capsys.readouterr().err
+    assert not out.exists()
