@@ -49,6 +49,25 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _read_umask() -> int:
+    """The process umask. Linux shows it in /proc without changing it; elsewhere it can only be read
+    by setting it, which is done once here, at import, before a host such as ComfyUI runs threads
+    (setting it per file would let another thread create a file under a temporary mask)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # the most private mask for the instant it is set
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success fsync it and rename it over `path`.
@@ -80,9 +99,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 def _apply_umask(path: Path) -> None:
     """mkstemp makes owner-only files; a finished model should get the usual permissions."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    os.chmod(path, 0o666 & ~UMASK)
 
 
 def save_safetensors_atomic(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:

@@ -1,4 +1,5 @@
-"""Whole-file sha256 (A1111's model hash, used in the merge metadata), beside the merge.
+"""Model hashes: whole-file sha256 (A1111's model hash, used in the merge metadata) computed beside
+the merge, and A1111's legacy short hash (the one definition merge, trainer and nodes use).
 
 Hashing both inputs costs more CPU than the merge arithmetic, so it runs on its own threads:
 `QueuedSha256` hashes the very buffers the merge read (each file is read once, and only copied
@@ -17,6 +18,25 @@ from pathlib import Path
 from typing import Callable
 
 BLOCK = 8 * 1024 * 1024
+LEGACY_HASH_OFFSET = 0x100000  # A1111's legacy "model hash": sha256 of 64 KiB at offset 1 MiB, 8 hex digits
+LEGACY_HASH_BYTES = 0x10000
+
+
+def legacy_hash_from(read_at: Callable[[int, int], bytes]) -> str:
+    """A1111 / kohya's legacy short model hash, reading through `read_at(offset, nbytes)` (fewer
+    bytes at the end of the file, as a plain read gives)."""
+    return hashlib.sha256(read_at(LEGACY_HASH_OFFSET, LEGACY_HASH_BYTES)).hexdigest()[:8]
+
+
+def legacy_model_hash(path: str | os.PathLike) -> str:
+    """The legacy short hash of a file (A1111's `model_hash`, kohya's `ss_sd_model_hash`)."""
+    with open(path, "rb") as handle:
+
+        def read_at(offset: int, nbytes: int) -> bytes:
+            handle.seek(offset)
+            return handle.read(nbytes)
+
+        return legacy_hash_from(read_at)
 
 
 class BackgroundSha256:

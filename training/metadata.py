@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..checkpoints.architecture import ARCHITECTURES
+from ..files.hashing import legacy_hash_from
 from .config import TrainConfig
 
 BASE_VERSIONS = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
@@ -181,6 +182,6 @@ def addnet_hashes(tensors: dict, metadata: dict[str, str]) -> dict[str, str]:
     header = int.from_bytes(blob.read(8), "little")
     blob.seek(8 + header)
     model_hash = hashlib.sha256(blob.read()).hexdigest()
-    blob.seek(0x100000)
-    legacy_hash = hashlib.sha256(blob.read(0x10000)).hexdigest()[:8]
+    data = blob.getbuffer()
+    legacy_hash = legacy_hash_from(lambda offset, nbytes: bytes(data[offset:offset + nbytes]))
     return {"sshs_model_hash": model_hash, "sshs_legacy_hash": legacy_hash}

@@ -19,7 +19,7 @@ import comfy.sd
 import comfy.utils
 import folder_paths
 
-from ...training.adapters.diffusers_models import legacy_model_hash
+from ...files.hashing import legacy_model_hash
 from ...training.hooks import TrainResult
 from ...training.lora_network import LoraTarget
 from ...training.memory_estimate import MemoryPlan, check_fits, estimate

@@ -8,7 +8,6 @@ from stage 1's output file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Mapping
@@ -19,6 +18,7 @@ from torch import nn
 from ..config import ModelConfig
 from ...checkpoints.detect import detect_architecture
 from ...checkpoints.keys import TEXT_ENCODER_PREFIXES
+from ...files.hashing import legacy_model_hash
 from ..ldm_checkpoint import (
     clip_from_ldm,
     clip_to_ldm,
@@ -173,13 +173,6 @@ def _read_json(path: Path) -> dict:
 
 def folder_arch(folder: Path) -> str:
     return "sdxl" if (folder / "text_encoder_2").is_dir() else "sd15"
-
-
-def legacy_model_hash(path: str | Path) -> str:
-    """kohya / A1111's short model hash: sha256 of 64 KiB at offset 1 MiB, first 8 hex digits."""
-    with open(path, "rb") as handle:
-        handle.seek(0x100000)
-        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
 
 
 def load_bundle(cfg: ModelConfig) -> ModelBundle:
