@@ -9,13 +9,20 @@ remembered per (path, size, modification time), so merging the same inputs again
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import queue
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
+
+try:  # POSIX; on Windows the cache is only replaced atomically
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 BLOCK = 8 * 1024 * 1024
 LEGACY_HASH_OFFSET = 0x100000  # A1111's legacy "model hash": sha256 of 64 KiB at offset 1 MiB, 8 hex digits
@@ -198,17 +205,40 @@ def cached_sha256(path: str | os.PathLike, cache_file: str | os.PathLike | None 
 
 
 def remember_sha256(path: str | os.PathLike, digest: str, cache_file: str | os.PathLike | None = None) -> None:
-    """Best effort: a cache that cannot be written only costs a re-hash next time."""
+    """Best effort: a cache that cannot be written only costs a re-hash next time.
+
+    Two merges at once (two queued prompts, two CLI processes) share this file: the read-modify-write
+    runs under an exclusive lock and replaces the file atomically, so neither corrupts it nor drops
+    the other's entry."""
     cache = hash_cache_path(cache_file)
     if cache is None:
         return
     try:
         key, identity = _identity(Path(path))
-        entries = _load_cache(cache)
-        entries[key] = {**identity, "sha256": digest}
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entries, indent=0, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, cache)
+        with _locked(cache):
+            entries = _load_cache(cache)
+            entries[key] = {**identity, "sha256": digest}
+            fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(entries, handle, indent=0, sort_keys=True)
+                os.replace(tmp, cache)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
     except OSError:
         pass
+
+
+@contextlib.contextmanager
+def _locked(cache: Path):
+    """An exclusive lock beside the cache (flock: released by the kernel if the process dies)."""
+    with open(cache.with_name(cache.name + ".lock"), "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with _THREAD_LOCK:
+            yield
+
+
+_THREAD_LOCK = threading.Lock()  # flock is per open file; threads of one process also take this
