@@ -4,9 +4,10 @@ profile's own special tags (subject count, quality, rating, year, aesthetic, sou
 Sources, asked in turn by the tag orderer:
 - the profile's vocabulary and the Danbooru subject-count tags (always; built in),
 - a user's a1111 tagcomplete `danbooru.csv` (`name,type,count,"aliases"`),
-- `tipo-kgen`'s name lists when that package is installed (its data files only: the model code,
-  which pulls in torch and transformers, is never imported).
-Anything no source knows is a general tag.
+- `tipo-kgen`'s name lists (a dependency; its data files only: the model code, which pulls in
+  torch and transformers, is never imported).
+Anything no source knows is a general tag. Every source can also list what it knows (`entries()`),
+for tools such as autocomplete that build their own index on top.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
 
 from .profile import Profile
 from .tagtext import tag_key
@@ -46,9 +49,23 @@ class TagInfo:
     """The canonical name when the tag was looked up by an alias (prompt form: spaces)."""
 
 
+@dataclass(frozen=True)
+class TagEntry:
+    """One known tag, as `entries()` lists it: its name (prompt form: spaces), its category, its
+    post count when the source has one, and the aliases that resolve to it."""
+
+    name: str
+    category: str
+    count: int | None = None
+    aliases: tuple[str, ...] = ()
+
+
 class CategorySource(Protocol):
     def lookup(self, key: str) -> TagInfo | None:
         """`key` is tag_key(name): lower case, spaces, unescaped."""
+
+    def entries(self) -> Iterator[TagEntry]:
+        """Every tag this source knows, once each."""
 
 
 class ChainedSource:
@@ -63,6 +80,16 @@ class ChainedSource:
             if info is not None:
                 return info
         return None
+
+    def entries(self) -> Iterator[TagEntry]:
+        """Each source's entries in turn; a tag an earlier source already knows (by name or alias)
+        is skipped, so every entry has the category `lookup` gives it."""
+        for position, source in enumerate(self.sources):
+            earlier = self.sources[:position]
+            for entry in source.entries():
+                key = tag_key(entry.name)
+                if not any(other.lookup(key) is not None for other in earlier):
+                    yield entry
 
 
 class ProfileVocabulary:
@@ -98,21 +125,28 @@ class ProfileVocabulary:
             category = "year"
         return TagInfo(category) if category is not None else None
 
+    def entries(self) -> Iterator[TagEntry]:
+        for key, category in self.known.items():
+            yield TagEntry(key, category)
+
 
 class CsvTagCategories:
     """An a1111 tagcomplete `danbooru.csv`: `name,type,count,"alias1,alias2"` per line (count and
     aliases optional). Aliases resolve to their tag's category and canonical name."""
 
-    def __init__(self, names: dict[str, str], aliases: dict[str, tuple[str, str]], path: Path):
+    def __init__(self, names: dict[str, str], aliases: dict[str, tuple[str, str]], path: Path,
+                 rows: list[TagEntry] | None = None):
         self.names = names
         self.aliases = aliases
         self.path = path
+        self.rows = rows if rows is not None else [TagEntry(key, category) for key, category in names.items()]
 
     @classmethod
     def from_file(cls, path: str | Path) -> "CsvTagCategories":
         path = Path(path)
         names: dict[str, str] = {}
         aliases: dict[str, tuple[str, str]] = {}
+        rows: list[TagEntry] = []
         try:
             with path.open(encoding="utf-8-sig", newline="") as handle:
                 for line_no, row in enumerate(csv.reader(handle), start=1):
@@ -122,18 +156,34 @@ class CsvTagCategories:
                         continue  # a header line
                     name, category = cls._parse_row(row, path, line_no)
                     key = tag_key(name)
-                    names.setdefault(key, category)
+                    if key in names:
+                        continue  # first row wins
+                    names[key] = category
+                    prompt_name = name.replace("_", " ")
+                    row_aliases = []
                     if len(row) >= 4:
                         for alias in row[3].split(","):
                             if alias.strip():
-                                aliases.setdefault(tag_key(alias), (category, name.replace("_", " ")))
+                                aliases.setdefault(tag_key(alias), (category, prompt_name))
+                                row_aliases.append(alias.strip().replace("_", " "))
+                    rows.append(TagEntry(prompt_name, category, cls._parse_count(row, path, line_no), tuple(row_aliases)))
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         except csv.Error as exc:
             raise ValueError(f"{path}: unreadable CSV: {exc}") from exc
         except IsADirectoryError as exc:
             raise ValueError(f"{path}: is a folder, expected a tagcomplete CSV file") from exc
-        return cls(names, aliases, path)
+        return cls(names, aliases, path, rows)
+
+    @staticmethod
+    def _parse_count(row: list[str], path: Path, line_no: int) -> int | None:
+        text = row[2].strip() if len(row) >= 3 else ""
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: post count must be a whole number, got {row[2]!r}") from None
 
     @staticmethod
     def _parse_row(row: list[str], path: Path, line_no: int) -> tuple[str, str]:
@@ -155,47 +205,134 @@ class CsvTagCategories:
             return TagInfo(alias[0], alias[1])
         return None
 
+    def entries(self) -> Iterator[TagEntry]:
+        """The CSV's rows in file order (tagcomplete files are sorted by post count)."""
+        return iter(self.rows)
+
 
 class KgenTagLists:
-    """tipo-kgen's `kgen/tag-list/*.txt`, found with find_spec (which does not run the package)."""
+    """tipo-kgen's `kgen/tag-list/*.txt`, found with find_spec (which does not run the package).
+
+    About 957k names. Holding them as Python strings costs about 90 MB and seconds to build, so the
+    index keeps only each name's hash (Python's own `hash`, valid for this process) in one sorted
+    int64 array with the category in its low bits: 8 bytes a name (7.7 MB), built in a few tenths
+    of a second, looked up in about a microsecond. A false match needs a 62-bit collision with one
+    of ~1M names (odds ~2e-13 per lookup). `entries()` re-reads the files for the names
+    (benchmarks/bench_tag_index.py measures all of this against kgen's own set-of-strings load)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.names = _read_name_lists(str(folder))
+        self.index = _hashed_name_lists(str(folder))
 
     @classmethod
     def discover(cls, package: str = "kgen") -> "KgenTagLists | None":
         """The installed package's lists, or None when it is not installed or ships none."""
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            return None
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        for location in spec.submodule_search_locations:
-            folder = Path(location) / "tag-list"
-            if any((folder / name).is_file() for name in KGEN_LISTS):
-                return cls(folder)
-        return None
+        folder = _kgen_folder(package)
+        return cls(folder) if folder is not None else None
 
     def lookup(self, key: str) -> TagInfo | None:
-        category = self.names.get(key)
-        return TagInfo(category) if category is not None else None
+        return self.index.lookup(key)
+
+    def entries(self) -> Iterator[TagEntry]:
+        """Names in file order, list by list (the shipped files run from most to least used);
+        a name in two lists is listed once, under the category lookup gives it."""
+        for file_name, category in KGEN_LISTS.items():
+            path = self.folder / file_name
+            if not path.is_file():
+                continue
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    key = tag_key(line)
+                    if key and self.index.lookup(key) == TagInfo(category):  # not in an earlier list
+                        yield TagEntry(line.strip(), category)
+
+
+def _kgen_folder(package: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "tag-list"
+        if any((folder / name).is_file() for name in KGEN_LISTS):
+            return folder
+    return None
+
+
+# Whitespace tag_key() folds into one space (str.isspace, as `\\s` in re), newline aside.
+_OTHER_WHITESPACE = tuple(ch for ch in map(chr, range(0x3001)) if ch.isspace() and ch not in " \n")
+
+
+def _keys_of_lines(path: Path) -> list[str]:
+    """tag_key() of every line of a name list, done on the whole text at once: per line it costs
+    seconds for ~1M names. Only the few lines with stray spaces or a backslash (an escape to
+    undo) are passed through tag_key() one by one."""
+    text = path.read_text(encoding="utf-8", errors="replace")  # universal newlines: \r\n -> \n
+    for ch in _OTHER_WHITESPACE:
+        if ch in text:
+            text = text.replace(ch, " ")
+    text = text.replace("_", " ").lower()
+    keys = text.split("\n")
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    space, newline = data == 32, data == 10
+    after = np.append(space[1:] | newline[1:], True)  # a space followed by a space, a newline or the end
+    before = np.insert(newline[:-1], 0, True)  # a space at the start of a line
+    untidy = np.flatnonzero((space & (after | before)) | (data == 92))
+    if len(untidy):
+        line_numbers = np.searchsorted(np.flatnonzero(newline), untidy)
+        for number in np.unique(line_numbers).tolist():
+            keys[number] = tag_key(keys[number])
+    return keys
+
+
+class HashedNames:
+    """Sorted 64-bit values, one per name: the name's hash with its low bits replaced by the
+    category's code. Sorting puts a name's earliest list first, which is the category it gets."""
+
+    CATEGORIES = tuple(dict.fromkeys(KGEN_LISTS.values()))
+    _INFOS = tuple(TagInfo(category) for category in CATEGORIES)
+    CODE_BITS = max(1, (len(CATEGORIES) - 1).bit_length())
+    CODE_MASK = (1 << CODE_BITS) - 1
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+    @classmethod
+    def from_files(cls, files: Iterable[tuple[Path, str]]) -> "HashedNames":
+        parts = [np.zeros(0, np.int64)]
+        empty = hash("") & ~cls.CODE_MASK
+        for path, category in files:
+            keys = _keys_of_lines(path)
+            values = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
+            values &= ~cls.CODE_MASK
+            parts.append(values[values != empty] | cls.CATEGORIES.index(category))
+        return cls(np.sort(np.concatenate(parts)))
+
+    def __len__(self) -> int:
+        """Names held (one per list a name is in)."""
+        return len(self.values)
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes
+
+    def lookup(self, key: str) -> TagInfo | None:
+        value = hash(key) & ~self.CODE_MASK
+        position = int(self.values.searchsorted(value))
+        if position < len(self.values):
+            found = int(self.values[position])
+            if found & ~self.CODE_MASK == value:
+                return self._INFOS[found & self.CODE_MASK]
+        return None
 
 
 @lru_cache(maxsize=4)
-def _read_name_lists(folder: str) -> dict[str, str]:
-    """About 900k names in the full lists: read once per process."""
-    names: dict[str, str] = {}
-    for file_name, category in KGEN_LISTS.items():
-        path = Path(folder) / file_name
-        if not path.is_file():
-            continue
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.strip():
-                    names.setdefault(tag_key(line), category)
-    return names
+def _hashed_name_lists(folder: str) -> HashedNames:
+    """Built once per process and folder."""
+    files = [(Path(folder) / name, category) for name, category in KGEN_LISTS.items()]
+    return HashedNames.from_files([(path, category) for path, category in files if path.is_file()])
 
 
 def category_source(csv_path: str | Path | None = None, use_kgen: bool = True) -> ChainedSource:

@@ -58,7 +58,8 @@ def test_prompt_text_output(capsys):
     code, out, _ = run(capsys, "prompt", "--profile", "animagine-xl-3.0", "smile, 1girl, ganyu_(genshin_impact), masterpiece, smile")
     assert code == 0
     assert out.splitlines() == [
-        r"positive: masterpiece, best quality, 1girl, smile, ganyu \(genshin impact\), rating: general",
+        # tipo-kgen (a dependency) knows ganyu is a character: it moves before the general tags
+        r"positive: masterpiece, best quality, 1girl, ganyu \(genshin impact\), smile, rating: general",
         "negative: nsfw, lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, "
         "cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry, "
         "artist name, rating: sensitive",

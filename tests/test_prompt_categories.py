@@ -162,3 +162,75 @@ def test_builtin_fallback_without_any_source():
     noob = load_profile("noobai-xl")
     slots = order_tags(["year 2021", "old", "very awa", "yearly"], noob)
     assert (slots["year"], slots["aesthetic"], slots["general"]) == (["year 2021", "old"], ["very awa"], ["yearly"])
+
+
+# --- the installed tipo-kgen (a dependency) and the hashed index ----------------------------------
+
+def test_fresh_install_orders_the_issue_example(capsys):
+    """tipo-kgen is a dependency, so the shuffled example orders with no CSV and no setup."""
+    from animekit.__main__ import main
+
+    assert KgenTagLists.discover() is not None, "tipo-kgen (a dependency) is not installed"
+    tags = "smile, genshin_impact, upper_body, ganyu_(genshin_impact), 1girl"
+    assert main(["prompt", "--profile", "animagine-xl-3.0", "--quality", "none", "--no-sfw-guard",
+                 "--negative", "none", tags]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == r"positive: 1girl, ganyu \(genshin impact\), genshin impact, smile, upper body"
+    assert main(["prompt", "--profile", "animagine-xl-3.0", tags]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        r"positive: masterpiece, best quality, 1girl, ganyu \(genshin impact\), genshin impact, smile, upper body, rating: general")
+
+
+def test_installed_kgen_lists_and_index_size():
+    source = KgenTagLists.discover()
+    assert source.lookup("hatsune miku") == TagInfo("character")
+    assert source.lookup("honkai: star rail") == TagInfo("series")
+    assert source.lookup("commentary request") == TagInfo("meta")
+    assert source.lookup("smile") is None and source.lookup("upper body") is None
+    assert len(source.index) > 900_000
+    assert source.index.nbytes == 8 * len(source.index)  # one int64 per name, nothing else
+
+
+def test_index_keys_match_tag_key_for_untidy_lines(tmp_path):
+    """The whole-text normalisation gives exactly tag_key() of each line (CRLF, tabs, stray and
+    doubled spaces, full-width space, underscores, escapes, upper case)."""
+    from animekit.prompting.categories import _keys_of_lines
+    from animekit.prompting.tagtext import tag_key
+
+    lines = ["Hatsune_Miku", "  leading", "trailing  ", "a  b\tc", "x\u3000y", r"name \(series\)", "", "plain", " ",
+             "UPPER Case_Name (Series)", "last"]
+    path = tmp_path / "characters.txt"
+    path.write_bytes("\r\n".join(lines).encode("utf-8"))
+    assert _keys_of_lines(path) == [tag_key(line) for line in lines]
+
+
+def test_a_name_in_two_lists_gets_the_earlier_list(tmp_path, monkeypatch):
+    package = _fake_kgen(tmp_path, "kgen_twice")
+    (tmp_path / package / "tag-list" / "artist.txt").write_text("wlop\nhatsune miku\n")  # also a character
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = KgenTagLists.discover(package)
+    assert source.lookup("hatsune miku") == TagInfo("character")
+    assert [(e.name, e.category) for e in source.entries()] == [
+        ("hatsune miku", "character"), ("ganyu (genshin impact)", "character"), ("vocaloid", "series"),
+        ("genshin impact", "series"), ("wlop", "artist"), ("highres", "meta"), ("commentary request", "meta")]
+
+
+def test_entries_of_csv_and_chain(csv_file, kgen_package):
+    from animekit.prompting.categories import TagEntry
+
+    csv_source = CsvTagCategories.from_file(csv_file)
+    entries = list(csv_source.entries())
+    assert entries[0] == TagEntry("1girl", "general", 4114588, ("1girls", "sole female"))
+    assert entries[3] == TagEntry("hatsune miku", "character", 120000, ("miku", "hatsune miku (vocaloid)"))
+    assert entries[9] == TagEntry("commentary request", "meta", 3000000, ())
+    assert len(entries) == 11
+    chained = list(ChainedSource([csv_source, KgenTagLists.discover(kgen_package)]).entries())
+    assert chained[:11] == entries
+    # kgen adds only what the CSV does not know: its own names minus the CSV's.
+    assert [(e.name, e.category, e.count) for e in chained[11:]] == [("ask (askzy)", "artist", None)]
+
+
+def test_csv_count_must_be_a_number(tmp_path):
+    path = tmp_path / "tags.csv"
+    path.write_text("1girl,0,many\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"tags\.csv:1: post count must be a whole number"):
+        CsvTagCategories.from_file(path)
