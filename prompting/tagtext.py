@@ -182,6 +182,12 @@ def normalize_tag(tag: str) -> str:
     return _render_list(tag, 1.0)
 
 
+def literal_tag(name: str) -> str:
+    """A tag name from a tag list, taken literally, in ComfyUI form: `ganyu_(genshin_impact)` ->
+    `ganyu \\(genshin impact\\)`. Unlike normalize_tag, no bracket is read as weight syntax."""
+    return _convert_text(name.strip())
+
+
 def tag_key(tag: str) -> str:
     """Identity for deduplicating and looking up: case, `_`/space and escapes don't matter."""
     text = tag.replace("\\(", "(").replace("\\)", ")").replace("_", " ").lower()
