@@ -79,6 +79,7 @@ def test_lora_loads_with_loraloader_and_reproduces_the_trained_model(comfy_host,
     # progress: a bar per phase and a text line with the loss
     texts = [data[4 + int.from_bytes(data[:4], "big"):].decode() for event, data in result.messages if event == 3]
     assert any(line.startswith("AnimeKit Train LoRA: training 3/3, epoch") and "loss" in line for line in texts)
+    assert texts[0] == "AnimeKit Train LoRA: caching latents 0/3"  # the slow phases show from their first moment
     shown = result.ui["train"]["images"]
     assert len(shown) == (2 if arch == "sd15" else 1)  # sample image(s) of step 2 and the loss graph
     assert result.output("train", 3).shape == (1, 384, 768, 3)

@@ -69,6 +69,8 @@ class _Bars:
 
 
 def run_train(args) -> int:
+    if not args.check:  # the imports and the config take a second or two: say at once that work began
+        print(f"animekit train: reading {args.config}", file=sys.stderr, flush=True)
     from .config_toml import load_config
 
     cfg = load_config(args.config)

@@ -9,13 +9,33 @@ from typing import Any, Callable
 from .protocols import ModelBundle
 
 
+# Every slow phase of a run, in the order they happen, with what a user is told (one source for
+# the CLI's bars and the nodes' progress text) and what its counts count.
+PHASES = {
+    "scan_dataset": "scanning the dataset",
+    "load_model": "loading the model",
+    "cache_latents": "caching latents",
+    "cache_text": "caching text-encoder outputs",
+    "train": "training",
+}
+PHASE_UNITS = {"scan_dataset": "image", "load_model": "part", "cache_latents": "latent", "cache_text": "caption", "train": "step"}
+
+
 @dataclass
 class Progress:
-    phase: str  # "cache_latents" | "cache_text" | "train"
-    done: int  # steps (train) or items (caches) done
+    phase: str  # a key of PHASES
+    done: int  # steps (train), model parts (load_model) or items (scan, caches) done
     total: int
     epoch: int = 0
     loss: float | None = None  # last step's loss (train)
+    item: str = ""  # what is being worked on now, e.g. the model part being loaded ("unet")
+
+    @property
+    def label(self) -> str:
+        """E.g. "loading the model (unet)"."""
+        text = PHASES.get(self.phase, self.phase)
+        return f"{text} ({self.item})" if self.item else text
+
 
 
 @dataclass

@@ -6,9 +6,12 @@ adapters/diffusers_models.py); a ComfyUI node passes a bundle over its MODEL / C
 
 from __future__ import annotations
 
+import os
+from typing import Callable
+
 from .config import TrainConfig
 from .data.dataset import scan_dataset
-from .hooks import Hooks, TrainResult
+from .hooks import Hooks, Progress, TrainResult
 from .protocols import ModelBundle
 
 
@@ -27,6 +30,23 @@ def check_bundle(cfg: TrainConfig, bundle: ModelBundle) -> None:
         raise ValueError("network.type = 'full' needs a model host that can export a checkpoint")
 
 
+def phase_reporter(hooks: Hooks | None, accelerator=None) -> Callable[[str], Callable[..., None] | None]:
+    """phase -> a `(done, total, item="")` callback feeding `hooks.progress` (None when nobody listens).
+
+    These phases run before the Trainer (and its Accelerator) exist, so the main process is told by
+    the launcher's RANK (accelerate and torchrun set it) unless an accelerator is given."""
+    if hooks is None or hooks.progress is None:
+        return lambda phase: None
+    main = accelerator.is_main_process if accelerator is not None else os.environ.get("RANK", "0") == "0"
+    if not main:
+        return lambda phase: None
+
+    def for_phase(phase: str):
+        return lambda done, total, item="": hooks.progress(Progress(phase, done, total, item=item))
+
+    return for_phase
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -37,12 +57,13 @@ def train(
 ) -> TrainResult:
     """Train per `cfg`; returns where the files went. Raises ValueError for bad settings before any work,
     TrainingDiverged when the loss stops being finite."""
-    from .loop import Trainer
-
-    index = scan_dataset(cfg.dataset)
+    report = phase_reporter(hooks, accelerator)
+    index = scan_dataset(cfg.dataset, progress=report("scan_dataset"))
     if bundle is None:
         from .adapters.diffusers_models import load_bundle
 
-        bundle = load_bundle(cfg.model)
+        bundle = load_bundle(cfg.model, progress=report("load_model"))
     check_bundle(cfg, bundle)
+    from .loop import Trainer
+
     return Trainer(cfg, bundle, index, hooks, accelerator).run(resume)

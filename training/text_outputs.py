@@ -34,6 +34,8 @@ class TextOutputCache:
         }
         texts = sorted({text for options in self.variants.values() for text in options})
         self.outputs: dict[str, TextConditioning] = {}
+        if progress is not None:
+            progress(0, len(texts))
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start : start + batch_size]

@@ -23,7 +23,6 @@ from ...training.hooks import Hooks, Progress
 
 log = logging.getLogger(__name__)
 
-PHASES = {"cache_latents": "caching latents", "cache_text": "caching text-encoder outputs", "train": "training"}
 MIN_INTERVAL_S = 0.25  # progress messages at most this often (the last one always goes)
 
 
@@ -98,7 +97,7 @@ class TrainingMonitor:
         send_text(self.node_id, self.status(p))
 
     def status(self, p: Progress) -> str:
-        text = f"{self.title}: {PHASES.get(p.phase, p.phase)} {p.done}/{p.total}"
+        text = f"{self.title}: {p.label} {p.done}/{p.total}"
         if p.phase == "train":
             if p.epoch:
                 text += f", epoch {p.epoch}"

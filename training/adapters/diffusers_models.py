@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -175,8 +175,9 @@ def folder_arch(folder: Path) -> str:
     return "sdxl" if (folder / "text_encoder_2").is_dir() else "sd15"
 
 
-def load_bundle(cfg: ModelConfig) -> ModelBundle:
-    """Load SD1.5 / SDXL from a local diffusers folder (float32, CPU); see the module docstring."""
+def load_bundle(cfg: ModelConfig, progress: Callable[..., None] | None = None) -> ModelBundle:
+    """Load SD1.5 / SDXL from a local diffusers folder (float32, CPU); see the module docstring.
+    `progress(done, total, part)` is called before each part is loaded and once when all are."""
     if cfg.source != "diffusers":
         raise ValueError(
             f"model.source = {cfg.source!r} loads through ComfyUI and is available from the AnimeKit trainer nodes; "
@@ -189,23 +190,34 @@ def load_bundle(cfg: ModelConfig) -> ModelBundle:
         raise FileNotFoundError(
             f"model.path {str(folder)!r} is not a diffusers model folder (needs unet/, text_encoder/, tokenizer/, vae/)"
         )
+    arch = folder_arch(folder)
+    parts = ["libraries", "tokenizers", "checkpoint file" if cfg.checkpoint else None, "unet", "text_encoder",
+             "text_encoder_2" if arch == "sdxl" else None, "vae"]  # fmt: skip
+    step = _PartSteps([p for p in parts if p], progress)
+    step("libraries")  # importing diffusers and transformers alone takes seconds
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    arch = folder_arch(folder)
     if cfg.arch != "auto" and cfg.arch != arch:
         raise ValueError(f"model.arch = {cfg.arch!r} but the folder {str(folder)!r} holds an {arch} model")
     text_parts = [("text_encoder", "tokenizer", CLIPTextModel)]
     if arch == "sdxl":
         text_parts.append(("text_encoder_2", "tokenizer_2", CLIPTextModelWithProjection))
+    step("tokenizers")
     tokenizers = [CLIPTokenizer.from_pretrained(folder / tok, local_files_only=True) for _, tok, _ in text_parts]
 
     if cfg.checkpoint:
-        unet, text_models, vae = _load_single_file(cfg.checkpoint, arch, folder, text_parts)
+        unet, text_models, vae = _load_single_file(cfg.checkpoint, arch, folder, text_parts, step)
     else:
+        step("unet")
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", local_files_only=True)
-        text_models = [cls.from_pretrained(folder / sub, local_files_only=True) for sub, _, cls in text_parts]
+        text_models = []
+        for sub, _, cls in text_parts:
+            step(sub)
+            text_models.append(cls.from_pretrained(folder / sub, local_files_only=True))
+        step("vae")
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True)
+    step.finish()
     for model in (unet, *text_models, vae):
         model.requires_grad_(False)
 
@@ -235,7 +247,23 @@ def load_bundle(cfg: ModelConfig) -> ModelBundle:
     )
 
 
-def _load_single_file(path: str, arch: str, folder: Path, text_parts):
+class _PartSteps:
+    """Reports loading progress part by part: `step(name)` as a part starts, `finish()` at the end."""
+
+    def __init__(self, parts: list[str], progress: Callable[..., None] | None):
+        self.parts, self.progress, self.done = parts, progress, 0
+
+    def __call__(self, part: str) -> None:
+        if self.progress is not None:
+            self.done = self.parts.index(part)
+            self.progress(self.done, len(self.parts), part)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(len(self.parts), len(self.parts), "")
+
+
+def _load_single_file(path: str, arch: str, folder: Path, text_parts, step: _PartSteps):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import load_file
     from transformers import CLIPTextConfig
@@ -245,16 +273,19 @@ def _load_single_file(path: str, arch: str, folder: Path, text_parts):
         raise FileNotFoundError(f"model.checkpoint {str(file)!r} does not exist")
     if file.suffix != ".safetensors":
         raise ValueError(f"model.checkpoint must be a .safetensors file (pickled checkpoints are not loaded), got {file.name!r}")
+    step("checkpoint file")
     checkpoint = load_file(str(file))
     found = detect_architecture(checkpoint.keys(), name=f"model.checkpoint {file.name!r}").name
     if found != arch:
         raise ValueError(f"model.checkpoint {file.name!r} is an {found} checkpoint but model.path holds an {arch} model")
 
+    step("unet")
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet", local_files_only=True))
     _load_strict(unet, unet_from_ldm(checkpoint, unet.config), "UNet", file)
     text_models = []
     prefixes = TEXT_ENCODER_PREFIXES[arch]
     for (sub, _, cls), part in zip(text_parts, ("te1", "te2")):
+        step(sub)
         model = cls(CLIPTextConfig.from_pretrained(folder / sub, local_files_only=True))
         flattened = not hasattr(model, "text_model")
         if part == "te1":
@@ -263,6 +294,7 @@ def _load_single_file(path: str, arch: str, folder: Path, text_parts):
             state = open_clip_from_ldm(checkpoint, prefixes["te2"], model, flattened)
         _load_strict(model, state, f"text encoder {part}", file)
         text_models.append(model)
+    step("vae")
     vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder, subfolder="vae", local_files_only=True))
     _load_strict(vae, vae_from_ldm(checkpoint, vae.config), "VAE", file)
     return unet, text_models, vae

@@ -13,6 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
@@ -157,8 +158,9 @@ def _inspect(task) -> tuple[ImageRecord | None, str | None]:
     return ImageRecord(str(image), caption, repeats, width, height, str(folder), bucket, captions), None
 
 
-def scan_dataset(cfg: DatasetConfig) -> DatasetIndex:
-    """Index every image of every folder; ValueError naming the folders when none is usable."""
+def scan_dataset(cfg: DatasetConfig, progress: Callable[[int, int], None] | None = None) -> DatasetIndex:
+    """Index every image of every folder; ValueError naming the folders when none is usable.
+    `progress(done, total)` counts the images inspected (size read, caption found)."""
     tasks, seen = [], set()
     buckets = None if cfg.buckets.no_upscale else cfg.buckets.buckets()
     for spec in cfg.folders:
@@ -171,8 +173,14 @@ def scan_dataset(cfg: DatasetConfig) -> DatasetIndex:
             for image in list_images(folder):
                 tasks.append((image, folder, repeats, spec, captions, cfg.buckets, buckets, cfg.verify_images))
     workers = max(1, min(8, os.cpu_count() or 1))
+    results = []
+    if progress is not None:
+        progress(0, len(tasks))
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(_inspect, tasks))
+        for result in pool.map(_inspect, tasks):
+            results.append(result)
+            if progress is not None:
+                progress(len(results), len(tasks))
     records = [record for record, _ in results if record is not None]
     skipped = [(str(task[0]), reason) for task, (_, reason) in zip(tasks, results) if reason is not None]
     if skipped:

@@ -126,6 +126,8 @@ def precompute_latents(
             todo.setdefault(record.bucket, []).append((key, record, plan))
     total = sum(len(items) for items in todo.values())
     done = 0
+    if progress is not None:
+        progress(0, total)  # the bar shows before the first (slowest) batch
     for bucket in sorted(todo):
         items = todo[bucket]
         for start in range(0, len(items), batch_size):
