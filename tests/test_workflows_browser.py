@@ -6,7 +6,7 @@ does (fetched from /api/workflow_templates/<pack>/<name>.json, then app.loadGrap
 asserts: no dialog (missing nodes, missing models, validation), no error toast, no JS error, every
 node type registered, the frontend re-serializes the same widget values, and the prompt it would
 queue equals support.workflow_ui_to_api's conversion. Screenshots go to test-artifacts/workflows/
-(the thumbnails are made from them by support/make_thumbnails.py).
+(the thumbnails are made from them by tools/workflows/thumbnails.py).
 
 Needs: COMFYUI_PATH, ANIMEKIT_SLOW=1, Debian's `chromium` (apt-get install chromium).
 """

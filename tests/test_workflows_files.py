@@ -22,7 +22,7 @@ from support.workflow_files import (
     structure_problems,
     workflow_paths,
 )
-from support.workflow_specs import WORKFLOWS
+from workflows.specs import WORKFLOWS
 
 PATHS = workflow_paths()
 IDS = [path.stem for path in PATHS]

@@ -15,12 +15,12 @@ import json
 import pytest
 
 from support.executor import configure_folders, validate
-from support.make_workflows import rendered_workflows
 from support.workflow_browser import PACK_FOLDER_NAME
 from support.workflow_checks import node_problems
 from support.workflow_files import CORE_NODE_TYPES, PACK_ROOT, WORKFLOWS_DIR, load, model_files, pack_node_ids, workflow_paths
-from support.workflow_nodeinfo import LiveCatalog
 from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, ui_to_api
+from workflows.make import rendered_workflows
+from workflows.nodeinfo import LiveCatalog
 
 pytestmark = pytest.mark.host
 
@@ -62,10 +62,10 @@ def test_api_conversion_passes_comfyui_validation(path, catalog, comfy_host):
 
 
 def test_files_equal_the_generator_output(comfy_host):
-    """workflows/*.json are generated: edit support/workflow_specs.py and run support/make_workflows.py."""
+    """workflows/*.json are generated: edit tools/workflows/specs.py and run tools/workflows/make.py."""
     expected = rendered_workflows(comfy_host)
     for name, text in expected.items():
-        assert (WORKFLOWS_DIR / name).read_text(encoding="utf-8") == text, f"{name} is stale: run tests/support/make_workflows.py"
+        assert (WORKFLOWS_DIR / name).read_text(encoding="utf-8") == text, f"{name} is stale: run tools/workflows/make.py"
 
 
 def test_core_allowlist_holds_only_builtin_nodes(comfy_host, catalog):

@@ -29,9 +29,10 @@ from support.comfy_models import write_full_checkpoint
 from support.executor import configure_folders, run_prompt
 from support.training_images import noise, write_image
 from support.workflow_files import WORKFLOWS_DIR, load
-from support.workflow_nodeinfo import LiveCatalog
 from support.workflow_run import Shrink, nodes_titled, saved_images, shrink_prompt
-from support.workflow_specs import (
+from support.workflow_ui_to_api import ui_to_api
+from workflows.nodeinfo import LiveCatalog
+from workflows.specs import (
     ANIMAGINE_CHECKPOINT,
     FINETUNE_BASE,
     LORA_DATASET,
@@ -42,7 +43,6 @@ from support.workflow_specs import (
     STAGE1_DATASET,
     STAGE2_DATASET,
 )
-from support.workflow_ui_to_api import ui_to_api
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 

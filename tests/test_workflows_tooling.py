@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from support.workflow_builder import WorkflowBuilder
 from support.workflow_checks import node_problems, widget_problems
 from support.workflow_files import structure_problems
-from support.workflow_nodeinfo import input_specs, widget_value_count
 from support.workflow_ui_to_api import WorkflowFormatError, ui_to_api
+from workflows.builder import WorkflowBuilder
+from workflows.nodeinfo import input_specs, widget_value_count
 
 SAMPLER_INFO = {  # V1 shape, like KSampler: sockets and widgets interleaved in the declaration
     "input": {

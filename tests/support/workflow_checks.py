@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from support.workflow_nodeinfo import CONTROL_VALUES, InputSpec, socket_specs, widget_specs
 from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, WorkflowFormatError, normalized_links, widget_inputs
+from workflows.nodeinfo import CONTROL_VALUES, InputSpec, socket_specs, widget_specs
 
 
 def value_problem(spec: InputSpec, value) -> str | None:

@@ -6,11 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from support.workflow_builder import CORE_CNR_ID, PACK_CNR_ID
 from support.workflow_ui_to_api import FRONTEND_ONLY_TYPES, WorkflowFormatError, normalized_links, widget_inputs
-
-PACK_ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS_DIR = PACK_ROOT / "workflows"
+from workflows import PACK_ROOT, WORKFLOWS_DIR
+from workflows.builder import CORE_CNR_ID, PACK_CNR_ID
 SUPPORTED_VERSIONS = (0.4, 1)
 
 # Built-in ComfyUI node types the bundled workflows may use. Kept short and explicit on purpose:

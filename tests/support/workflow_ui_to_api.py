@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from support.workflow_nodeinfo import widget_specs
+from workflows.nodeinfo import widget_specs
 
 FRONTEND_ONLY_TYPES = ("MarkdownNote", "Note", "Reroute", "PrimitiveNode")
 MODE_ALWAYS, MODE_NEVER, MODE_BYPASS = 0, 2, 4

@@ -1,7 +1,7 @@
 """Write ComfyUI UI-format workflows (version 0.4) from a compact description.
 
 Widget values are given BY INPUT NAME and placed where the frontend expects them, using the live
-node descriptions (`/object_info` entries from support.workflow_nodeinfo), so a bundled workflow
+node descriptions (`/object_info` entries from workflows.nodeinfo), so a bundled workflow
 cannot drift from the nodes it was generated against. Positions come from a simple grid: nodes go
 into columns left to right, stacked top to bottom inside horizontal bands.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from support.workflow_nodeinfo import socket_specs, widget_specs
+from workflows.nodeinfo import socket_specs, widget_specs
 
 PACK_CNR_ID = "comfyui-animekit"  # pyproject [project] name: what ComfyUI-Manager looks up
 CORE_CNR_ID = "comfy-core"  # what ComfyUI's own frontend writes for built-in nodes

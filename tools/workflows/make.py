@@ -1,11 +1,12 @@
-"""Regenerate workflows/*.json and workflows/README.md from support/workflow_specs.py against a live ComfyUI.
+"""Regenerate workflows/*.json and workflows/README.md from tools/workflows/specs.py against a live ComfyUI.
 
-    COMFYUI_PATH=/work/comfyui python tests/support/make_workflows.py          # write the files
-    COMFYUI_PATH=/work/comfyui python tests/support/make_workflows.py --check  # exit 1 if any differ
+    COMFYUI_PATH=/path/to/ComfyUI python tools/workflows/make.py          # write the files
+    COMFYUI_PATH=/path/to/ComfyUI python tools/workflows/make.py --check  # exit 1 if any differ
 
 Widget order, defaults, output slots and types come from the node definitions of the booted
-ComfyUI and this pack, so regenerate whenever a node's inputs change. Thumbnails (same-name .jpg)
-come from the browser check's screenshots: `python tests/support/make_thumbnails.py`.
+ComfyUI and this pack, so regenerate whenever a node's inputs change. ComfyUI is booted the way
+the host tier does it (tests/support/host.py). Thumbnails (same-name .jpg) come from the browser
+check's screenshots: `python tools/workflows/thumbnails.py`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import json
 import sys
 from pathlib import Path
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+PACK_ROOT = Path(__file__).resolve().parents[2]
+for folder in (PACK_ROOT / "tools", PACK_ROOT / "tests"):  # run as a script: `workflows` and `support` importable
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from support.host import boot, find_comfyui  # noqa: E402
-from support.workflow_builder import WorkflowBuilder  # noqa: E402
-from support.workflow_files import WORKFLOWS_DIR  # noqa: E402
-from support.workflow_nodeinfo import LiveCatalog  # noqa: E402
-from support.workflow_specs import WORKFLOWS, WorkflowSpec  # noqa: E402
+from workflows import WORKFLOWS_DIR  # noqa: E402
+from workflows.builder import WorkflowBuilder  # noqa: E402
+from workflows.nodeinfo import LiveCatalog  # noqa: E402
+from workflows.specs import WORKFLOWS, WorkflowSpec  # noqa: E402
 
 
 def render(spec: WorkflowSpec, catalog) -> str:
@@ -68,12 +70,13 @@ def render_readme() -> str:
 
 MAINTAINERS = """## For maintainers
 
-The `.json` files are generated; do not edit them by hand. Change `tests/support/workflow_specs.py`, then:
+The `.json` files are generated; do not edit them by hand. Change `tools/workflows/specs.py` (sampler
+settings come from the prompt profiles, `prompting/profiles/*.profile.json`), then:
 
 ```bash
-COMFYUI_PATH=/path/to/ComfyUI python tests/support/make_workflows.py          # rewrite workflows/*.json and this README
+COMFYUI_PATH=/path/to/ComfyUI python tools/workflows/make.py                 # rewrite workflows/*.json and this README
 ANIMEKIT_SLOW=1 COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_workflows_browser.py
-python tests/support/make_thumbnails.py                                      # screenshots -> workflows/*.jpg
+python tools/workflows/thumbnails.py                                        # screenshots -> workflows/*.jpg
 ```
 
 `tests/test_workflows_*.py` keep them working: file structure (pure tier), the live node definitions and
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root, reason = find_comfyui()
     if root is None:
-        print(f"make_workflows: {reason}", file=sys.stderr)
+        print(f"make.py: {reason}", file=sys.stderr)
         return 2
     files = rendered_workflows(boot(root))
     stale = []

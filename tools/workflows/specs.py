@@ -1,16 +1,19 @@
-"""The bundled workflows, described compactly; support/make_workflows.py turns them into workflows/*.json.
+"""The bundled workflows, described compactly; tools/workflows/make.py turns them into workflows/*.json.
 
 Each spec function fills a WorkflowBuilder. Values are by input name; anything not given keeps the
-node's default. Settings follow the seed model cards (/work/shared/seeds) and are explained to the
-user in the MarkdownNote of each workflow.
+node's default. Settings follow the seed model cards and are explained to the user in the
+MarkdownNote of each workflow. Sampler settings (steps, CFG, sampler, scheduler) and clip skip are
+the prompt profile's (`prompting/profiles/<id>.profile.json`, `sampling`), never typed here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from support.workflow_builder import WorkflowBuilder
+from animekit.prompting.profile import Sampling, load_profile
+from workflows.builder import WorkflowBuilder
 
 # Placeholder model file names: users pick their own files in the loader's list.
 SD15_CHECKPOINT = "animediffusion-merge.safetensors"
@@ -27,6 +30,38 @@ STAGE2_DATASET = "finetune/stage2"
 OUTPUT_PREFIX = "AnimeKit"
 HIRES_GROUP = "Hires pass (optional)"
 
+SD15 = "sd15-anime"  # prompt profiles: tag order, sizes and sampler settings
+ANIMAGINE = "animagine-xl-3.0"
+# ComfyUI's sampler and scheduler ids as the model cards (and A1111) name them.
+SAMPLER_TITLES = {"euler_ancestral": "Euler a", "euler": "Euler", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_sde": "DPM++ 2M SDE"}
+SCHEDULER_TITLES = {"normal": "", "karras": " Karras"}
+
+
+def sampling(profile_id: str) -> Sampling:
+    return load_profile(profile_id).sampling
+
+
+def ksampler(profile_id: str, **values: Any) -> dict[str, Any]:
+    """KSampler widget values: the profile's steps, CFG, sampler and scheduler, then `values` (seed, denoise...)."""
+    s = sampling(profile_id)
+    return {"seed": 1234, "steps": s.steps, "cfg": s.cfg, "sampler_name": s.sampler, "scheduler": s.scheduler,
+            "denoise": 1.0, **values}
+
+
+def clip_skip(profile_id: str) -> dict[str, int]:
+    """CLIPSetLastLayer's value for the profile's clip skip (2 -> -2)."""
+    return {"stop_at_clip_layer": -sampling(profile_id).clip_skip}
+
+
+def sampler_title(profile_id: str) -> str:
+    """"Euler a", "DPM++ 2M Karras": the profile's sampler as the cards write it."""
+    s = sampling(profile_id)
+    return SAMPLER_TITLES[s.sampler] + SCHEDULER_TITLES[s.scheduler]
+
+
+def number(value: float) -> str:
+    return f"{value:g}"
+
 
 @dataclass(frozen=True)
 class WorkflowSpec:
@@ -37,13 +72,14 @@ class WorkflowSpec:
 
 
 def sd15_anime_text_to_image(b: WorkflowBuilder) -> None:
+    s = sampling(SD15)
     b.note(
-        """
+        f"""
 # SD1.5 anime text-to-image (AnimeDiffusion style)
 
 The **AnimeDiffusion** model card's settings:
 
-- **Clip skip 2**: *Clip skip 2* (CLIP Set Last Layer = -2).
+- **Clip skip {s.clip_skip}**: *Clip skip {s.clip_skip}* (CLIP Set Last Layer = -{s.clip_skip}).
 - **512 x 768** portrait from *AnimeKit Aspect Preset* (profile `sd15-anime`).
 - **Prompt**: *AnimeKit Prompt Builder* puts Danbooru tags in the card's order,
   quality first: `masterpiece, best quality, 1girl, solo, ...`
@@ -51,18 +87,18 @@ The **AnimeDiffusion** model card's settings:
   *sfw_guard* adds `nsfw` to it.
 
 Pick your SD1.5 anime checkpoint in *Load Checkpoint*. The card gives no sampler settings:
-DPM++ 2M Karras, 28 steps, CFG 7 are the profile's common SD1.5 values.
+{sampler_title(SD15)}, {s.steps} steps, CFG {number(s.cfg)} are the profile's common SD1.5 values.
 """,
         column=0,
         title="About this workflow",
     )
     loader = b.add("CheckpointLoaderSimple", {"ckpt_name": SD15_CHECKPOINT}, column=1)
-    clip_skip = b.add("CLIPSetLastLayer", {"stop_at_clip_layer": -2}, column=1, title="Clip skip 2")
-    b.link(loader, "CLIP", clip_skip, "clip")
-    size = b.add("AnimeKitAspectPreset", {"profile": "sd15-anime", "size": "512x768 (2:3 portrait)",
+    skip = b.add("CLIPSetLastLayer", clip_skip(SD15), column=1, title=f"Clip skip {s.clip_skip}")
+    b.link(loader, "CLIP", skip, "clip")
+    size = b.add("AnimeKitAspectPreset", {"profile": SD15, "size": "512x768 (2:3 portrait)",
                                           "batch_size": 1}, column=1)
     prompt = b.add("AnimeKitPromptBuilder", {
-        "profile": "sd15-anime", "subject": "1girl", "solo": True,
+        "profile": SD15, "subject": "1girl", "solo": True,
         "tags": "smile, looking at viewer, school uniform, cherry blossoms, outdoors",
         "quality": "default", "sfw_guard": True, "negative_preset": "default",
     }, column=2, width=400)
@@ -70,10 +106,9 @@ DPM++ 2M Karras, 28 steps, CFG 7 are the profile's common SD1.5 values.
     negative = b.add("CLIPTextEncode", {"text": ""}, column=3, title="Negative prompt", colors=("#322", "#533"))
     b.link(prompt, "positive", positive, "text")
     b.link(prompt, "negative", negative, "text")
-    b.link(clip_skip, "CLIP", positive, "clip")
-    b.link(clip_skip, "CLIP", negative, "clip")
-    sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 7.0, "sampler_name": "dpmpp_2m",
-                                 "scheduler": "karras", "denoise": 1.0}, column=4)
+    b.link(skip, "CLIP", positive, "clip")
+    b.link(skip, "CLIP", negative, "clip")
+    sampler = b.add("KSampler", ksampler(SD15), column=4)
     b.link(loader, "MODEL", sampler, "model")
     b.link(positive, 0, sampler, "positive")
     b.link(negative, 0, sampler, "negative")
@@ -86,8 +121,9 @@ DPM++ 2M Karras, 28 steps, CFG 7 are the profile's common SD1.5 values.
 
 
 def animagine_xl_3_text_to_image(b: WorkflowBuilder) -> None:
+    s = sampling(ANIMAGINE)
     b.note(
-        """
+        f"""
 # Animagine XL 3.0 text-to-image
 
 The **Animagine XL 3.0** model card's recommendations:
@@ -100,7 +136,7 @@ The **Animagine XL 3.0** model card's recommendations:
 - **SFW guard** (the card's advice for quality tags): `rating: general` in the positive,
   `nsfw, rating: sensitive` in the negative, on top of the card's negative prompt.
 - **Size**: one of the card's nine resolutions (*AnimeKit Aspect Preset*).
-- **Sampler**: Euler a, **CFG 5-7** (6 here), **under 30 steps** (28 here).
+- **Sampler**: {sampler_title(ANIMAGINE)}, **CFG {number(s.cfg_range[0])}-{number(s.cfg_range[1])}** ({number(s.cfg)} here), **under {s.steps_range[1] + 1} steps** ({s.steps} here).
 
 **Hires pass** (the lower group) upscales the latent 1.5x and re-samples at denoise 0.5.
 It is optional: select the group and press *Ctrl+B* to bypass it.
@@ -109,17 +145,16 @@ It is optional: select the group and press *Ctrl+B* to bypass it.
         title="About this workflow",
     )
     loader = b.add("CheckpointLoaderSimple", {"ckpt_name": ANIMAGINE_CHECKPOINT}, column=1)
-    size = b.add("AnimeKitAspectPreset", {"profile": "animagine-xl-3.0", "size": "832x1216 (13:19 portrait)",
+    size = b.add("AnimeKitAspectPreset", {"profile": ANIMAGINE, "size": "832x1216 (13:19 portrait)",
                                           "batch_size": 1, "hires_scale": 1.5}, column=1)
     prompt = b.add("AnimeKitPromptEncode", {
-        "profile": "animagine-xl-3.0", "subject": "1girl", "solo": True, "characters": "arima kana",
+        "profile": ANIMAGINE, "subject": "1girl", "solo": True, "characters": "arima kana",
         "series": "oshi no ko", "tags": "upper body, v, smile, looking at viewer, outdoors, night",
         "quality": "default", "rating": "general", "year": "newest", "sfw_guard": True,
         "negative_preset": "default",
     }, column=2, width=400)
     b.link(loader, "CLIP", prompt, "clip")
-    sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 6.0, "sampler_name": "euler_ancestral",
-                                 "scheduler": "normal", "denoise": 1.0}, column=3)
+    sampler = b.add("KSampler", ksampler(ANIMAGINE), column=3)
     b.link(loader, "MODEL", sampler, "model")
     b.link(prompt, "positive", sampler, "positive")
     b.link(prompt, "negative", sampler, "negative")
@@ -136,8 +171,7 @@ It is optional: select the group and press *Ctrl+B* to bypass it.
     b.link(sampler, "LATENT", upscale, "samples")
     b.link(size, "hires_width", upscale, "width")
     b.link(size, "hires_height", upscale, "height")
-    hires = b.add("KSampler", {"seed": 1234, "steps": 20, "cfg": 6.0, "sampler_name": "euler_ancestral",
-                               "scheduler": "normal", "denoise": 0.5}, column=3, title="Hires: sampler")
+    hires = b.add("KSampler", ksampler(ANIMAGINE, steps=20, denoise=0.5), column=3, title="Hires: sampler")
     b.link(loader, "MODEL", hires, "model")
     b.link(prompt, "positive", hires, "positive")
     b.link(prompt, "negative", hires, "negative")
@@ -186,11 +220,11 @@ On SDXL the same preset lands on the same resolution levels (20 weights).
     b.link(merge_model, 1, report, "source")  # outputs: model, report
 
     prompt = b.add("AnimeKitPromptBuilder", {
-        "profile": "sd15-anime", "subject": "1girl", "solo": True,
+        "profile": SD15, "subject": "1girl", "solo": True,
         "tags": "smile, looking at viewer, upper body, white background",
         "quality": "default", "sfw_guard": True, "negative_preset": "default",
     }, column=4, width=400)
-    size = b.add("AnimeKitAspectPreset", {"profile": "sd15-anime", "size": "512x768 (2:3 portrait)",
+    size = b.add("AnimeKitAspectPreset", {"profile": SD15, "size": "512x768 (2:3 portrait)",
                                           "batch_size": 1}, column=5)
     seed = b.add("PrimitiveInt", {"value": 1234}, column=1, title="Seed (all three samples)",
                  controls={"value": "fixed"})
@@ -199,15 +233,15 @@ On SDXL the same preset lands on the same resolution levels (20 weights).
     decoded = []
     for label, model, clip, vae in (("A", loader_a, loader_a, loader_a), ("B", loader_b, loader_b, loader_b),
                                     ("merge", merge_model, merge_clip, loader_a)):
-        clip_skip = b.add("CLIPSetLastLayer", {"stop_at_clip_layer": -2}, column=2, title=f"Clip skip 2 ({label})")
-        b.link(clip, "CLIP", clip_skip, "clip")
+        skip = b.add("CLIPSetLastLayer", clip_skip(SD15), column=2,
+                     title=f"Clip skip {sampling(SD15).clip_skip} ({label})")
+        b.link(clip, "CLIP", skip, "clip")
         positive = b.add("CLIPTextEncode", {"text": ""}, column=3, title=f"Positive ({label})", colors=("#232", "#353"))
         negative = b.add("CLIPTextEncode", {"text": ""}, column=3, title=f"Negative ({label})", colors=("#322", "#533"))
         for encode, output in ((positive, "positive"), (negative, "negative")):
             b.link(prompt, output, encode, "text")
-            b.link(clip_skip, "CLIP", encode, "clip")
-        sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 7.0, "sampler_name": "dpmpp_2m",
-                                     "scheduler": "karras", "denoise": 1.0}, column=4, title=f"Sample {label}")
+            b.link(skip, "CLIP", encode, "clip")
+        sampler = b.add("KSampler", ksampler(SD15), column=4, title=f"Sample {label}")
         b.link(model, "MODEL", sampler, "model")
         b.link(positive, 0, sampler, "positive")
         b.link(negative, 0, sampler, "negative")
@@ -266,8 +300,8 @@ Cancel saves a resume state: turn *resume* on to continue.
         title="About this workflow",
     )
     loader = b.add("CheckpointLoaderSimple", {"ckpt_name": SD15_CHECKPOINT}, column=1)
-    clip_skip = b.add("CLIPSetLastLayer", {"stop_at_clip_layer": -2}, column=1, title="Clip skip 2")
-    b.link(loader, "CLIP", clip_skip, "clip")
+    skip = b.add("CLIPSetLastLayer", clip_skip(SD15), column=1, title=f"Clip skip {sampling(SD15).clip_skip}")
+    b.link(loader, "CLIP", skip, "clip")
     dataset = b.add("AnimeKitDataset", {
         "folder": LORA_DATASET, "repeats": 0, "caption_extension": ".txt", "resolution": 512,
         "min_bucket_size": 256, "max_bucket_size": 1024, "bucket_step": 64, "bucket_no_upscale": False,
@@ -284,28 +318,27 @@ Cancel saves a resume state: turn *resume* on to continue.
         "sample_every_n_steps": 250,
         "sample_prompts": f"masterpiece, best quality, {LORA_TRIGGER}, 1girl, solo, smile, upper body",
         "sample_negative": "lowres, bad anatomy, bad hands, text, error, worst quality, low quality, normal quality",
-        "sample_steps": 20, "sample_cfg": 7.0,
+        "sample_steps": 20, "sample_cfg": sampling(SD15).cfg,
     }, column=3, width=400)
     b.link(loader, "MODEL", train, "model")
-    b.link(clip_skip, "CLIP", train, "clip")
+    b.link(skip, "CLIP", train, "clip")
     b.link(loader, "VAE", train, "vae")
     b.link(dataset, "dataset", train, "dataset")
     loss = b.add("PreviewImage", column=3, title="Loss", width=400)
     b.link(train, "loss_graph", loss, "images")
 
     prompt = b.add("AnimeKitPromptBuilder", {
-        "profile": "sd15-anime", "subject": "1girl", "solo": True, "characters": LORA_TRIGGER,
+        "profile": SD15, "subject": "1girl", "solo": True, "characters": LORA_TRIGGER,
         "tags": "smile, looking at viewer, upper body", "quality": "default", "sfw_guard": True,
         "negative_preset": "default",
     }, column=4, width=400)
-    size = b.add("AnimeKitAspectPreset", {"profile": "sd15-anime", "size": "512x768 (2:3 portrait)"}, column=4)
+    size = b.add("AnimeKitAspectPreset", {"profile": SD15, "size": "512x768 (2:3 portrait)"}, column=4)
     positive = b.add("CLIPTextEncode", {"text": ""}, column=5, title="Positive prompt", colors=("#232", "#353"))
     negative = b.add("CLIPTextEncode", {"text": ""}, column=5, title="Negative prompt", colors=("#322", "#533"))
     for encode, output in ((positive, "positive"), (negative, "negative")):
         b.link(prompt, output, encode, "text")
         b.link(train, "clip", encode, "clip")
-    sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 7.0, "sampler_name": "dpmpp_2m",
-                                 "scheduler": "karras", "denoise": 1.0}, column=6, title="Sample with the new LoRA")
+    sampler = b.add("KSampler", ksampler(SD15), column=6, title="Sample with the new LoRA")
     b.link(train, "model", sampler, "model")
     b.link(positive, 0, sampler, "positive")
     b.link(negative, 0, sampler, "negative")
@@ -379,14 +412,13 @@ Checkpoints go to `output/checkpoints/animagine-manner/`; the last group samples
     b.link(stage2, "loss_graph", stage2_loss, "images")
 
     prompt = b.add("AnimeKitPromptEncode", {
-        "profile": "animagine-xl-3.0", "subject": "1girl", "solo": True, "tags": "upper body, smile, looking at viewer",
+        "profile": ANIMAGINE, "subject": "1girl", "solo": True, "tags": "upper body, smile, looking at viewer",
         "quality": "default", "rating": "general", "year": "newest", "sfw_guard": True, "negative_preset": "default",
     }, column=5, width=400)
     b.link(stage2, "clip", prompt, "clip")
-    size = b.add("AnimeKitAspectPreset", {"profile": "animagine-xl-3.0", "size": "832x1216 (13:19 portrait)"},
+    size = b.add("AnimeKitAspectPreset", {"profile": ANIMAGINE, "size": "832x1216 (13:19 portrait)"},
                  column=5)
-    sampler = b.add("KSampler", {"seed": 1234, "steps": 28, "cfg": 6.0, "sampler_name": "euler_ancestral",
-                                 "scheduler": "normal", "denoise": 1.0}, column=6, title="Sample stage 2")
+    sampler = b.add("KSampler", ksampler(ANIMAGINE), column=6, title="Sample stage 2")
     b.link(stage2, "model", sampler, "model")
     b.link(prompt, "positive", sampler, "positive")
     b.link(prompt, "negative", sampler, "negative")
@@ -404,13 +436,15 @@ WORKFLOWS: tuple[WorkflowSpec, ...] = (
         "animagine-xl-3-text-to-image",
         "Animagine XL 3.0 text-to-image",
         "Animagine XL 3.0 txt2img by its card: tag order, quality/rating/year tags, SFW guard, "
-        "a card resolution, Euler a at CFG 6 and 28 steps, and an optional hires pass.",
+        f"a card resolution, {sampler_title(ANIMAGINE)} at CFG {number(sampling(ANIMAGINE).cfg)} and "
+        f"{sampling(ANIMAGINE).steps} steps, and an optional hires pass.",
         animagine_xl_3_text_to_image,
     ),
     WorkflowSpec(
         "sd15-anime-text-to-image",
         "SD1.5 anime text-to-image (AnimeDiffusion style)",
-        "SD1.5 anime txt2img the AnimeDiffusion way: clip skip 2, 512x768, the card's negative prompt.",
+        f"SD1.5 anime txt2img the AnimeDiffusion way: clip skip {sampling(SD15).clip_skip}, 512x768, "
+        "the card's negative prompt.",
         sd15_anime_text_to_image,
     ),
     WorkflowSpec(

@@ -1,7 +1,7 @@
 """Make workflows/<name>.jpg from the browser check's screenshots (test-artifacts/workflows/<name>.png).
 
-    ANIMEKIT_SLOW=1 COMFYUI_PATH=/work/comfyui python -m pytest tests/test_workflows_browser.py
-    python tests/support/make_thumbnails.py
+    ANIMEKIT_SLOW=1 COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_workflows_browser.py
+    python tools/workflows/thumbnails.py
 
 The templates browser shows the same-name .jpg beside each workflow; 512 px wide keeps it sharp
 at the browser's card size and small in the repository (< 100 KB, checked by the pure tier).
@@ -42,7 +42,7 @@ def main() -> int:
     workflows = sorted(WORKFLOWS.glob("*.json"))
     missing = [w.stem for w in workflows if not (SCREENSHOTS / f"{w.stem}.png").is_file()]
     if missing:
-        print(f"make_thumbnails: no screenshot for {', '.join(missing)}; run the browser check first", file=sys.stderr)
+        print(f"thumbnails: no screenshot for {', '.join(missing)}; run the browser check first", file=sys.stderr)
         return 2
     for workflow in workflows:
         data = thumbnail_bytes(SCREENSHOTS / f"{workflow.stem}.png")
