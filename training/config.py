@@ -60,14 +60,15 @@ def _choice(key: str, value: Any, kind: Any) -> None:
 class ModelConfig:
     """Which base model to train and how to read it."""
 
-    path: str = ""  # diffusers-format folder (unet/, text_encoder/, [text_encoder_2/], vae/, tokenizer*/, scheduler/)
+    path: str = ""  # single-file .safetensors checkpoint (A1111 / ComfyUI layout) or a diffusers-format folder
     source: ModelSource = "diffusers"
-    arch: Arch = "auto"  # auto: sdxl when the folder has text_encoder_2
-    checkpoint: str = ""  # optional single-file .safetensors (ldm layout) whose weights replace the folder's
-    prediction: Prediction = "auto"  # auto: the folder's scheduler config (epsilon when it says nothing)
+    arch: Arch = "auto"  # auto: from the file's keys (or the folder's text_encoder_2/); a mismatch is refused
+    checkpoint: str = ""  # with a diffusers folder: single-file .safetensors whose weights replace the folder's
+    prediction: Prediction = "auto"  # auto: the file's v_pred marker key, or the folder's scheduler config
     clip_skip: int = 1  # SD1.5 only: 2 = penultimate CLIP layer (SDXL always uses the penultimate)
     max_token_length: TokenLength = 75  # captions are encoded in 75-token chunks
     name: str = ""  # base-model name written to the metadata; default: the folder or checkpoint name
+    tokenizer: str = ""  # single files: folder with CLIP vocab.json + merges.txt; default: ComfyUI's comfy/sd1_tokenizer
 
     def __post_init__(self):
         _choice("model.source", self.source, ModelSource)

@@ -25,7 +25,7 @@ else:  # pragma: no cover - Python 3.10
 
 # Dotted keys holding file-system paths, resolved against the TOML file's folder.
 PATH_KEYS = (
-    "model.path", "model.checkpoint", "network.init_weights", "save.output_dir", "save.work_dir", "cache.latents_dir",
+    "model.path", "model.checkpoint", "model.tokenizer", "network.init_weights", "save.output_dir", "save.work_dir", "cache.latents_dir",
 )  # fmt: skip
 
 

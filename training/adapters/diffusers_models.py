@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..model_facts import inspect_model
 from ...checkpoints.detect import detect_architecture
 from ...checkpoints.keys import TEXT_ENCODER_PREFIXES
 from ...files.hashing import legacy_model_hash
@@ -181,15 +182,14 @@ def load_bundle(cfg: ModelConfig, progress: Callable[..., None] | None = None) -
     if cfg.source != "diffusers":
         raise ValueError(
             f"model.source = {cfg.source!r} loads through ComfyUI and is available from the AnimeKit trainer nodes; "
-            "headless training reads a diffusers folder (model.path), optionally with single-file weights (model.checkpoint)"
+            "headless training reads a single-file checkpoint or a diffusers folder (model.path)"
         )
-    if not cfg.path:
-        raise ValueError("model.path is required: a local diffusers-format model folder")
+    facts = inspect_model(cfg)  # headers only: a missing or unsupported model fails here, naming model.path
+    if facts.kind == "single-file":
+        from .single_file import load_single_file_bundle
+
+        return load_single_file_bundle(cfg, facts, progress)
     folder = Path(cfg.path)
-    if not folder.is_dir() or not (folder / "unet").is_dir():
-        raise FileNotFoundError(
-            f"model.path {str(folder)!r} is not a diffusers model folder (needs unet/, text_encoder/, tokenizer/, vae/)"
-        )
     arch = folder_arch(folder)
     parts = ["libraries", "tokenizers", "checkpoint file" if cfg.checkpoint else None, "unet", "text_encoder",
              "text_encoder_2" if arch == "sdxl" else None, "vae"]  # fmt: skip
