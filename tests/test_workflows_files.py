@@ -13,6 +13,7 @@ import json
 import pytest
 from PIL import Image
 
+from animekit.prompting.profile import load_profile
 from support.workflow_files import (
     CORE_NODE_TYPES,
     WORKFLOWS_DIR,
@@ -68,6 +69,28 @@ def test_readme_links_each_workflow_with_its_thumbnail_and_a_description():
         assert f"]({spec.name}.jpg)" in readme, f"README does not show {spec.name}.jpg"
         assert spec.summary in readme, f"README lacks the one-line description of {spec.name}"
 
+
+
+# KSampler's widgets as the frontend stores them: the seed's control value follows the seed.
+KSAMPLER_WIDGETS = ("seed", "control_after_generate", "steps", "cfg", "sampler_name", "scheduler", "denoise")
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_samplers_and_clip_skip_are_the_profiles(path):
+    """CFG, sampler, scheduler, steps of full passes and clip skip come from the prompt profile in use."""
+    nodes = load(path)["nodes"]
+    profiles = {node["widgets_values"][0] for node in nodes if node["type"] == "AnimeKitAspectPreset"}
+    assert len(profiles) == 1, profiles
+    card = load_profile(profiles.pop()).sampling
+    samplers = [node["widgets_values"] for node in nodes if node["type"] == "KSampler"]
+    assert samplers and all(len(values) == len(KSAMPLER_WIDGETS) for values in samplers)
+    for values in (dict(zip(KSAMPLER_WIDGETS, widgets)) for widgets in samplers):
+        assert (values["cfg"], values["sampler_name"], values["scheduler"]) == (card.cfg, card.sampler, card.scheduler)
+        if values["denoise"] == 1.0:  # a hires pass re-samples with fewer steps
+            assert values["steps"] == card.steps
+    skips = [node["widgets_values"] for node in nodes if node["type"] == "CLIPSetLastLayer"]
+    assert skips == ([[-card.clip_skip]] * len(skips) if card.clip_skip else [])
+    assert bool(skips) == bool(card.clip_skip)
 
 
 def test_core_allowlist_names_only_types_the_workflows_use():
