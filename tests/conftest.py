@@ -16,6 +16,9 @@ def pytest_configure(config):
     # One clear failure instead of a hundred collection errors when the host tier cannot boot.
     if COMFYUI_ROOT is not None and (problem := missing_comfyui_module(COMFYUI_ROOT)):
         pytest.exit(problem, returncode=4)
+    # CI sets this where it provides ComfyUI, so a host tier that would be skipped fails the run instead.
+    if COMFYUI_ROOT is None and os.environ.get("ANIMEKIT_REQUIRE_HOST") == "1":
+        pytest.exit(f"ANIMEKIT_REQUIRE_HOST=1 but the host tier cannot run: {COMFYUI_REASON}", returncode=4)
 
 
 def pytest_report_header(config):

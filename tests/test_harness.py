@@ -46,6 +46,20 @@ def test_a_missing_comfyui_module_stops_the_run_once(tmp_path):
     assert output.strip().splitlines() == [f"Exit: {missing_module_message('scipy', root)}"]  # nothing else
 
 
+def test_ci_fails_when_the_host_tier_it_requires_would_be_skipped(tmp_path):
+    env = {**os.environ, "COMFYUI_PATH": str(tmp_path / "nowhere"), "ANIMEKIT_REQUIRE_HOST": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_harness.py"],
+        cwd=PACK_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 4, output
+    assert output.strip().splitlines() == [
+        f"Exit: ANIMEKIT_REQUIRE_HOST=1 but the host tier cannot run: COMFYUI_PATH={tmp_path / 'nowhere'} "
+        "is not a ComfyUI checkout (no comfy/ and nodes.py)"
+    ]
+
+
 def test_requires_skips_with_the_install_command_only_where_absent():
     absent = requires("animekit_no_such_module", "no-such-package")
     assert absent.args == (True,)
