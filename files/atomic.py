@@ -19,7 +19,8 @@ PARTIAL_SUFFIX = ".partial"
 _PARTIAL_NAME = re.compile(r"^\..+\.pid(\d+)\.[^.]+\.partial$")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while a process with this pid exists (signal 0 probes without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -41,7 +42,7 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(entry.path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 
 import comfy.lora
 import comfy.model_management
@@ -32,7 +31,8 @@ from comfy_api.latest import io
 from ..checkpoints.detect import require_same_architecture, require_same_clip
 from ..merge.checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints
 from ..merge.explain import explain
-from ..files.paths import resolve_inside
+from ..merge.naming import NODES
+from ..files.numbered import claimed_numbered_path
 from ..merge.cosine import cosine_range, first_pass_values
 from ..merge.methods import COSINE_A, METHODS, WEIGHTED_SUM, MergeMethod, key_seed, merge_values, methods_help
 from ..merge.plan import VAE_KEEP, VAE_MERGE, MergePlan, TensorSpec, build_plan
@@ -56,11 +56,11 @@ def user_preset_file() -> str | None:
 
 
 def preset_names() -> list[str]:
-    try:
-        return load_presets(user_preset_file()).names
-    except (OSError, ValueError) as exc:  # a broken user file must not hide the node
-        log.warning("AnimeKit: ignoring user merge presets: %s", exc)
-        return load_presets().names
+    """Shipped and user presets; a broken user line is logged (file and line) and fails only if chosen."""
+    book = load_presets(user_preset_file())
+    for problem in (*book.problems, *book.broken.values()):
+        log.warning("AnimeKit: user merge presets: %s", problem)
+    return book.names
 
 
 def weight_inputs() -> list:
@@ -76,7 +76,8 @@ def weight_inputs() -> list:
             "weights", default="",
             tooltip=f"{WEIGHT_NOTE} With preset 'custom': comma-separated weights, BASE first. SD1.x: 26 "
             "(BASE, IN00..IN11, M00, OUT00..OUT11); SDXL: 20 (BASE, IN00..IN08, M00, OUT00..OUT08) or 26 "
-            "SD1.x-layout ones, mapped by resolution level. Leave empty when a preset is chosen.",
+            "SD1.x-layout ones, mapped by resolution level; one value alone is every block's weight. Leave empty "
+            "when a preset is chosen.",
         ),
         io.Combo.Input(
             "method", options=list(METHODS), default=WEIGHTED_SUM,
@@ -98,7 +99,7 @@ def beta_input():
     """Optional and last, so workflows saved before it keep their widget order."""
     return io.Float.Input(
         "beta", default=0.0, min=-2.0, max=3.0, step=0.01, optional=True,
-        tooltip="triple-sum / sum-twice only: the weight of model C (the same for every block).",
+        tooltip=f"triple-sum / sum-twice only: the weight of model C (the same for every block). {WEIGHT_NOTE}",
     )
 
 
@@ -208,7 +209,7 @@ class AnimeKitBlockMergeModel(io.ComfyNode):
         kp_c = model_c.get_key_patches("diffusion_model.") if chosen.needs_base else None
         cosine = in_graph_cosine_range(plan, states["model A"], states["model B"])
         patched = patch_merge(merged, plan, model_b.get_key_patches("diffusion_model."), kp_c, cosine)
-        report = explain(plan, title=f"AnimeKit block merge (MODEL, {patched} lazy patches)")
+        report = explain(plan, naming=NODES, title=f"AnimeKit block merge (MODEL, {patched} lazy patches)")
         return io.NodeOutput(merged, report)
 
 
@@ -243,7 +244,7 @@ class AnimeKitBlockMergeClip(io.ComfyNode):
         merged = clip_a.clone()
         cosine = in_graph_cosine_range(plan, clip_a.patcher.model_state_dict(), clip_b.patcher.model_state_dict())
         patched = patch_merge(merged, plan, patches["clip B"], patches.get("clip C"), cosine)
-        report = explain(plan, title=f"AnimeKit block merge (CLIP, BASE only, {patched} lazy patches)", hide_empty=True)
+        report = explain(plan, naming=NODES, title=f"AnimeKit block merge (CLIP, BASE only, {patched} lazy patches)", hide_empty=True)
         return io.NodeOutput(merged, report)
 
 
@@ -257,16 +258,6 @@ def _vae_choice(vae: str) -> str:
     if vae == VAE_MERGE_LABEL:
         return VAE_MERGE
     return folder_paths.get_full_path_or_raise("vae", vae)
-
-
-def next_output_path(folder: str, prefix: str) -> str:
-    """`<folder>/<prefix>_00001_.safetensors`, numbered after what is there; refuses escaping `folder`."""
-    prefix = prefix.strip() or "animekit-merge"
-    probe = resolve_inside(folder, prefix + "_00000_.safetensors", what="filename_prefix")
-    stem = probe.name[: -len("_00000_.safetensors")]
-    pattern = re.compile(re.escape(stem) + r"_(\d{5})_\.safetensors$")
-    numbers = [int(m.group(1)) for name in (os.listdir(probe.parent) if probe.parent.is_dir() else []) if (m := pattern.match(name))]
-    return str(probe.parent / f"{stem}_{max(numbers, default=0) + 1:05d}_.safetensors")
 
 
 class AnimeKitBlockMergeCheckpoint(io.ComfyNode):
@@ -303,27 +294,32 @@ class AnimeKitBlockMergeCheckpoint(io.ComfyNode):
         has_base = ckpt_c != NO_MODEL
         chosen = _method(method, density, seed, has_base, beta)
         folder = os.path.join(folder_paths.get_output_directory(), "checkpoints")
-        config = FileMergeConfig(
-            model_a=folder_paths.get_full_path_or_raise("checkpoints", ckpt_a),
-            model_b=folder_paths.get_full_path_or_raise("checkpoints", ckpt_b),
-            model_c=folder_paths.get_full_path_or_raise("checkpoints", ckpt_c) if chosen.needs_base else None,
-            output=next_output_path(folder, filename_prefix),
-            weights=_choice(preset, weights),
-            method=chosen,
-            dtype=dtype,
-            vae=_vae_choice(vae),
-            hash_cache=os.path.join(folder_paths.get_user_directory(), "animekit", "sha256.json"),
-        )
-        bar = comfy.utils.ProgressBar(100)
-        shown = [-1]
+        with claimed_numbered_path(folder, filename_prefix.strip() or "animekit-merge") as output:
+            return _merge_files_into(output, chosen, ckpt_a, ckpt_b, ckpt_c, preset, weights, dtype, vae)
 
-        def progress(done: int, total: int) -> None:
-            percent = done * 100 // max(total, 1)
-            if percent != shown[0]:
-                shown[0] = percent
-                bar.update_absolute(percent, 100)
 
-        result = merge_checkpoints(config, progress=progress, check_cancel=comfy.model_management.throw_exception_if_processing_interrupted)
-        return io.NodeOutput(str(result.path), result.report, ui={"text": [str(result.path)]})
+def _merge_files_into(output, chosen, ckpt_a, ckpt_b, ckpt_c, preset, weights, dtype, vae) -> io.NodeOutput:
+    config = FileMergeConfig(
+        model_a=folder_paths.get_full_path_or_raise("checkpoints", ckpt_a),
+        model_b=folder_paths.get_full_path_or_raise("checkpoints", ckpt_b),
+        model_c=folder_paths.get_full_path_or_raise("checkpoints", ckpt_c) if chosen.needs_base else None,
+        output=output,
+        weights=_choice(preset, weights),
+        method=chosen,
+        dtype=dtype,
+        vae=_vae_choice(vae),
+        hash_cache=os.path.join(folder_paths.get_user_directory(), "animekit", "sha256.json"),
+    )
+    bar = comfy.utils.ProgressBar(100)
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1)
+        if percent != shown[0]:
+            shown[0] = percent
+            bar.update_absolute(percent, 100)
+
+    result = merge_checkpoints(config, progress=progress, check_cancel=comfy.model_management.throw_exception_if_processing_interrupted)
+    return io.NodeOutput(str(result.path), explain(result.plan, naming=NODES), ui={"text": [str(result.path)]})
 
 

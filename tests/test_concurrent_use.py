@@ -45,3 +45,41 @@ def test_two_writers_of_one_name_use_separate_temporary_files(tmp_path):
         second.write_text("second")
         assert first.read_text() == "first"
     assert target.read_text() == "first"  # the later rename wins whole; neither file is mixed
+
+
+def _claim_and_hold(folder: str, queue, release) -> None:
+    from animekit.files.numbered import claimed_numbered_path
+
+    with claimed_numbered_path(folder, "merge") as path:
+        queue.put(path.name)
+        release.wait(30)
+
+
+def test_two_writers_at_once_never_get_the_same_numbered_name(tmp_path):
+    context = multiprocessing.get_context("fork")
+    queue, release = context.Queue(), context.Event()
+    procs = [context.Process(target=_claim_and_hold, args=(str(tmp_path), queue, release)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    names = sorted(queue.get(timeout=30) for _ in procs)
+    release.set()
+    for proc in procs:
+        proc.join()
+    assert names == [f"merge_{n:05d}_.safetensors" for n in (1, 2, 3, 4)]
+    assert list(tmp_path.iterdir()) == []  # claims released
+
+
+def test_numbers_skip_finished_files_and_dead_writers_claims_are_freed(tmp_path):
+    import subprocess
+    import sys
+
+    from animekit.files.numbered import claimed_numbered_path
+
+    (tmp_path / "merge_00001_.safetensors").write_bytes(b"x")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".merge_00002_.safetensors.claim").write_text(dead.stdout.strip())  # its writer was killed
+    with claimed_numbered_path(tmp_path, "merge") as path:
+        assert path.name == "merge_00002_.safetensors"
+        with claimed_numbered_path(tmp_path, "merge") as other:  # a second writer meanwhile
+            assert other.name == "merge_00003_.safetensors"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merge_00001_.safetensors"]
