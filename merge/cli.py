@@ -70,7 +70,15 @@ def _config(args: argparse.Namespace) -> FileMergeConfig:
     )
 
 
+def warn_preset_problems(book) -> None:
+    """A broken user preset file is reported, not fatal: its good presets and the shipped ones work."""
+    for problem in (*book.problems, *book.broken.values()):
+        print(f"warning: skipped in the preset file: {problem}", file=sys.stderr)
+
+
 def run_merge(args: argparse.Namespace) -> int:
+    if args.preset_file:
+        warn_preset_problems(load_presets(args.preset_file))
     if args.output is None and not args.explain:
         raise ValueError("give -o OUTPUT.safetensors (or --explain alone to plan without writing)")
     config = _config(args)
@@ -106,9 +114,10 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def run_presets(args: argparse.Namespace) -> int:
     book = load_presets(args.preset_file)
+    warn_preset_problems(book)
     arch = architecture(args.arch)
     print(f"# {arch.label}: {arch.layout_text()}; {WEIGHT_HELP}")
-    for name in book.names:
+    for name in book.presets:
         values = for_architecture(book.presets[name], arch)
         print(f"{name}\t{','.join(f'{v:.6g}' for v in values)}")
     return 0

@@ -37,7 +37,6 @@ from typing import Mapping, Sequence
 from ..checkpoints.architecture import SD15, SDXL, Architecture
 
 BUILTIN_PRESETS = Path(__file__).with_name("mbw-presets.tsv")
-SEED_PRESETS = ("HIGHRES_REPLACE", "LOWRES_REPLACE")
 
 # SDXL block -> the SD1.x block at the same resolution level (table above).
 SDXL_FROM_SD1: dict[str, str] = {
@@ -63,32 +62,43 @@ def for_architecture(values: Sequence[float], arch: Architecture) -> tuple[float
 
 @dataclass(frozen=True)
 class PresetBook:
-    """Preset name -> 26 SD1.x-layout values; `sources` says which file each came from."""
+    """Preset name -> 26 SD1.x-layout values; `sources` says which file each came from.
+
+    A user file may be broken without breaking the shipped presets: its broken lines are kept in
+    `broken` (name -> why) and fail only when that preset is chosen; problems that name no preset
+    (a missing or empty file, a line without a name) are in `problems`, for the host to warn about.
+    """
 
     presets: Mapping[str, tuple[float, ...]]
     sources: Mapping[str, str] = field(default_factory=dict)
+    broken: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
-        return list(self.presets)
+        """Every choosable name: the broken ones too, so choosing one says what is wrong with it."""
+        return list(self.presets) + [n for n in self.broken if n not in self.presets]
 
     def get(self, name: str) -> tuple[float, ...]:
         key = name.strip()
+        folded = {n.upper(): n for n in self.names}
+        key = key if key in self.names else folded.get(key.upper(), key)
+        if key in self.broken:
+            raise ValueError(f"preset {key!r} cannot be used: {self.broken[key]}")
         if key in self.presets:
             return self.presets[key]
-        folded = {n.upper(): n for n in self.presets}
-        if key.upper() in folded:
-            return self.presets[folded[key.upper()]]
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(self.names)}")
+        unread = f" (not read: {'; '.join(self.problems)})" if self.problems else ""
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(self.names)}{unread}")
 
     def with_file(self, path: str | os.PathLike) -> "PresetBook":
-        """This book plus the presets of a user TSV (a user preset replaces a shipped one of that name)."""
-        extra = read_preset_file(path)
-        merged = dict(self.presets)
-        merged.update(extra)
-        sources = dict(self.sources)
-        sources.update({name: str(path) for name in extra})
-        return PresetBook(merged, sources)
+        """This book plus the presets of a user TSV (a user preset replaces a shipped one of that name).
+        Never raises for the file's content: see the class docstring."""
+        found = _read_presets(path)
+        merged = {name: values for name, values in self.presets.items() if name not in found.broken}
+        merged.update(found.presets)
+        sources = {name: where for name, where in self.sources.items() if name in merged}
+        sources.update({name: str(path) for name in found.presets})
+        return PresetBook(merged, sources, {**self.broken, **found.broken}, self.problems + found.problems)
 
 
 def finite_numbers(parts: Sequence[str], label: str) -> list[float]:
@@ -115,14 +125,30 @@ def parse_preset_values(text: str, *, where: str) -> tuple[float, ...]:
     return tuple(values)
 
 
-def read_preset_file(path: str | os.PathLike) -> dict[str, tuple[float, ...]]:
-    """Read a preset TSV (header, then ``name<TAB>v1,...,v26``); blank lines and ``#`` comments skipped."""
+@dataclass(frozen=True)
+class _PresetFile:
+    presets: dict[str, tuple[float, ...]]
+    broken: dict[str, str]  # name -> "<file> line N: why"
+    problems: tuple[str, ...]  # problems that name no preset
+    errors: tuple[str, ...] = ()  # every problem, in file order
+    missing: bool = False
+
+
+def _read_presets(path: str | os.PathLike) -> _PresetFile:
+    """Every line of a preset TSV on its own: good presets, broken ones by name, and other problems."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise FileNotFoundError(f"preset file {str(source)!r} does not exist") from None
+        why = f"preset file {str(source)!r} does not exist"
+        return _PresetFile({}, {}, (why,), (why,), missing=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = f"preset file {str(source)!r} cannot be read ({exc})"
+        return _PresetFile({}, {}, (why,), (why,))
     presets: dict[str, tuple[float, ...]] = {}
+    broken: dict[str, str] = {}
+    problems: list[str] = []
+    errors: list[str] = []
     header_seen = False
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -134,15 +160,33 @@ def read_preset_file(path: str | os.PathLike) -> dict[str, tuple[float, ...]]:
                 continue
         cells = [c for c in raw.rstrip("\r\n").split("\t") if c.strip()]
         where = f"{source.name} line {number}"
-        if len(cells) != 2:
-            raise ValueError(f"{where}: expected 'name<TAB>comma-separated weights', got {raw.strip()!r}")
-        name = cells[0].strip()
-        if name in presets:
-            raise ValueError(f"{where}: preset {name!r} is defined twice")
-        presets[name] = parse_preset_values(cells[1], where=f"{where} ({name})")
-    if not presets:
-        raise ValueError(f"preset file {str(source)!r} holds no presets")
-    return presets
+        name = cells[0].strip() if len(cells) == 2 else None
+        try:
+            if name is None:
+                raise ValueError(f"{where}: expected 'name<TAB>comma-separated weights', got {line!r}")
+            if name in presets or name in broken:
+                raise ValueError(f"{where}: preset {name!r} is defined twice")
+            presets[name] = parse_preset_values(cells[1], where=f"{where} ({name})")
+        except ValueError as exc:
+            errors.append(str(exc))
+            if name is None:
+                problems.append(str(exc))
+            else:
+                presets.pop(name, None)  # defined twice: neither definition is trusted
+                broken[name] = str(exc)
+    if not presets and not broken and not problems:
+        problems.append(f"preset file {str(source)!r} holds no presets")
+        errors.append(problems[-1])
+    return _PresetFile(presets, broken, tuple(problems), tuple(errors))
+
+
+def read_preset_file(path: str | os.PathLike) -> dict[str, tuple[float, ...]]:
+    """Read a preset TSV (header, then ``name<TAB>v1,...,v26``; blank lines and ``#`` comments
+    skipped), strictly: the first problem raises, naming the file and line."""
+    found = _read_presets(path)
+    if found.errors:
+        raise (FileNotFoundError if found.missing else ValueError)(found.errors[0])
+    return found.presets
 
 
 _BUILTIN: PresetBook | None = None

@@ -96,3 +96,23 @@ def test_presets_arch_takes_the_canonical_name_and_the_old_sd1_alias(capsys):
         main(["merge-presets", "--arch", "sd2"])
     assert exit_.value.code == 2
     assert "--arch must be one of sd15, sdxl, got 'sd2'" in capsys.readouterr().err
+
+
+def test_a_broken_preset_file_is_a_warning_and_the_rest_still_lists(capsys, tmp_path):
+    user = tmp_path / "p.tsv"
+    user.write_text("preset_name\tpreset_weights\nMINE\t" + ",".join(["1"] * 26) + "\nBAD\t1,2\n")
+    assert main(["merge-presets", "--presets", str(user)]) == 0
+    printed = capsys.readouterr()
+    names = [line.split("\t")[0] for line in printed.out.splitlines()[1:]]
+    assert names[:2] == ["HIGHRES_REPLACE", "LOWRES_REPLACE"] and names[-1] == "MINE" and "BAD" not in names
+    assert printed.err == "warning: skipped in the preset file: p.tsv line 3 (BAD): a preset needs 26 values in the SD1.x layout (BASE, IN00..IN11, M00, OUT00..OUT11), got 2\n"
+
+
+def test_merge_with_a_shipped_preset_works_beside_a_broken_preset_file(tmp_path, xl, capsys):
+    user = tmp_path / "p.tsv"
+    user.write_text("preset_name\tpreset_weights\nBAD\t1,2\n")
+    args = ["merge", str(xl["a"]), str(xl["b"]), "--presets", str(user), "--explain", "--quiet"]
+    assert main([*args, "--preset", "GRAD_V"]) == 0
+    assert "p.tsv line 2 (BAD)" in capsys.readouterr().err
+    assert main([*args, "--preset", "BAD"]) != 0
+    assert "preset 'BAD' cannot be used: p.tsv line 2 (BAD): a preset needs 26 values" in capsys.readouterr().err

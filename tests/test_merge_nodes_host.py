@@ -304,3 +304,21 @@ def test_checkpoint_node_can_be_cancelled_midway(comfy_host, tmp_path, monkeypat
         assert 25 <= max(p["value"] for p in result.progress) < 100  # stopped midway
         out = folders.output / "checkpoints"
         assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_a_broken_user_preset_file_fails_only_its_own_preset(comfy_host, tmp_path, caplog):
+    with configure_folders(tmp_path) as folders:
+        for role, seed in (("a", 1), ("b", 2)):
+            write_checkpoint(folders.checkpoints / f"{role}.safetensors", "sd15", seed=seed)
+        user_file = tmp_path / "user" / "animekit" / "mbw-presets.tsv"
+        user_file.parent.mkdir(parents=True, exist_ok=True)
+        user_file.write_text("preset_name\tpreset_weights\nBAD\t1,2\n")
+        preset = next(i for i in node(comfy_host, "AnimeKitBlockMergeCheckpoint").define_schema().inputs if i.id == "preset")
+        assert preset.options[-1] == "BAD" and "LOWRES_REPLACE" in preset.options
+        assert "mbw-presets.tsv line 2 (BAD): a preset needs 26 values" in caplog.text  # the warning names file and line
+        shipped = run_prompt(comfy_host, _checkpoint_prompt())  # a shipped preset still merges
+        assert "LOWRES_REPLACE" in shipped.output("save", 1)
+        broken = execute_prompt(comfy_host, _checkpoint_prompt(preset="BAD"))
+        assert not broken.success
+        assert "preset 'BAD' cannot be used: mbw-presets.tsv line 2 (BAD): a preset needs 26 values" in broken.error["exception_message"]
+        assert list((folders.output / "checkpoints" / "merges").iterdir()) == [Path(shipped.output("save", 0))]

@@ -108,9 +108,37 @@ def test_bad_user_preset_files_say_where(tmp_path, body, message):
         read_preset_file(path)
 
 
-def test_missing_user_preset_file():
+def test_a_missing_user_file_leaves_the_shipped_presets_working():
+    book = load_presets("/nonexistent/nope.tsv")
+    assert book.get("GRAD_V") == builtin_presets().get("GRAD_V")
+    assert book.problems == ("preset file '/nonexistent/nope.tsv' does not exist",)
+    with pytest.raises(ValueError, match=r"unknown preset 'MINE'; .* \(not read: preset file '/nonexistent/nope.tsv' does not exist\)$"):
+        book.get("MINE")
     with pytest.raises(FileNotFoundError, match="nope.tsv"):
-        load_presets("/nonexistent/nope.tsv")
+        read_preset_file("/nonexistent/nope.tsv")  # the strict reader (shipped file) still refuses
+
+
+def test_a_broken_user_file_fails_only_for_its_broken_presets(tmp_path):
+    user = tmp_path / "mine.tsv"
+    user.write_text(
+        "preset_name\tpreset_weights\n"
+        "GOOD\t" + ",".join(["0.5"] * 26) + "\n"
+        "SHORT\t1,2,3\n"
+        "GRAD_V\t" + ",".join(["x"] * 26) + "\n"  # a broken override of a shipped name
+        "no tab here\n"
+    )
+    book = load_presets(user)
+    shipped = builtin_presets()
+    for name in ("HIGHRES_REPLACE", "LOWRES_REPLACE", "GRAD_A"):  # shipped presets keep working
+        assert book.get(name) == shipped.get(name)
+        assert resolve_weights(SDXL, preset=name, book=book).values == resolve_weights(SDXL, preset=name).values
+    assert book.get("GOOD") == (0.5,) * 26 and book.sources["GOOD"] == str(user)
+    with pytest.raises(ValueError, match=r"^preset 'SHORT' cannot be used: mine.tsv line 3 \(SHORT\): a preset needs 26 values .*got 3$"):
+        book.get("SHORT")
+    with pytest.raises(ValueError, match=r"^preset 'GRAD_V' cannot be used: mine.tsv line 4 \(GRAD_V\): value 1 \('x'\) is not a number$"):
+        book.get("grad_v")  # not silently the shipped GRAD_V: the user meant theirs
+    assert book.problems == ("mine.tsv line 5: expected 'name<TAB>comma-separated weights', got 'no tab here'",)
+    assert book.names[-3:] == ["GOOD", "SHORT", "GRAD_V"]  # choosable, so the choice says what is wrong
 
 
 def test_shipped_file_is_package_data():
