@@ -109,3 +109,10 @@ def test_torch_floor_is_the_tested_version():
     assert floor == "torch>=2.13"
     assert tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 13)
     assert "pip install -q torch==2.13.0" in (PACK_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_comfyignore_keeps_tests_benchmarks_ci_and_tools_out_of_the_archive():
+    """`comfy node pack` zips the git-tracked files less the .comfyignore patterns."""
+    patterns = (PACK_ROOT / ".comfyignore").read_text(encoding="utf-8").split()
+    assert {"tests/", "benchmarks/", ".ci/", "tools/", "test-artifacts/"} <= set(patterns)
+    assert not {"workflows/", "prompting/", "nodes/", "*.json", "*.tsv"} & set(patterns)  # the pack itself ships
