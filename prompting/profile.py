@@ -38,6 +38,15 @@ class Period:
 
 
 @dataclass(frozen=True)
+class QualityScore:
+    """One row of a card's score table: posts scoring at least `min_score` (None: any score, the
+    last row) get `tag`; rows run from the highest score down."""
+
+    tag: str
+    min_score: float | None
+
+
+@dataclass(frozen=True)
 class YearTags:
     """`year 2023`-style tags: the format and the years the model has seen."""
 
@@ -99,6 +108,8 @@ class Profile:
     sampling: Sampling
     resolution_set: str
     buckets: BucketSettings
+    quality_scores: tuple[QualityScore, ...] = ()
+    """The card's Danbooru-score -> quality-tag table (for dataset captions); () when it has none."""
 
     @property
     def quality_position(self) -> str:
@@ -158,6 +169,15 @@ class Profile:
             return "none"
         return f"a year {self.year_tags.min_year}-{self.year_tags.max_year}"
 
+    def quality_for_score(self, score: float) -> str:
+        """The quality tag the card gives a post with this Danbooru score."""
+        if not self.quality_scores:
+            raise ValueError(f"profile {self.id} has no score -> quality table")
+        for row in self.quality_scores:
+            if row.min_score is None or score >= row.min_score:
+                return row.tag
+        raise ValueError(f"profile {self.id}: score {score} is below its lowest quality row")
+
     def aesthetic_tag(self, value: str) -> tuple[str, ...]:
         if value in ("", "none"):
             return ()
@@ -181,6 +201,21 @@ def _strings(data: dict, key: str, where: str) -> tuple[str, ...]:
     if not all(isinstance(v, str) and v.strip() for v in values):
         raise ValueError(f"{where}: {key!r} must be a list of non-empty strings")
     return tuple(values)
+
+
+def _quality_scores(data: dict, quality_tags: tuple[str, ...], where: str) -> tuple[QualityScore, ...]:
+    rows = []
+    for entry in data.get("quality_scores", []):
+        tag, low = entry.get("tag"), entry.get("min_score")
+        if tag not in quality_tags:
+            raise ValueError(f"{where}: quality_scores tag {tag!r} is not one of its quality_tags")
+        if low is not None and (isinstance(low, bool) or not isinstance(low, (int, float))):
+            raise ValueError(f"{where}: quality_scores min_score for {tag!r} must be a number or null, got {low!r}")
+        rows.append(QualityScore(tag, low))
+    lows = [row.min_score for row in rows]
+    if None in lows[:-1] or any(a <= b for a, b in zip(lows, lows[1:]) if a is not None and b is not None):
+        raise ValueError(f"{where}: quality_scores must run from the highest min_score down (null only last)")
+    return tuple(rows)
 
 
 def parse_profile(data: dict, where: str) -> Profile:
@@ -234,6 +269,7 @@ def parse_profile(data: dict, where: str) -> Profile:
         ),
         resolution_set=_field(data, "resolutions", str, where),
         buckets=buckets,
+        quality_scores=_quality_scores(data, _strings(data, "quality_tags", where), where),
     )
     resolution_set(profile.resolution_set)  # must name a shipped table
     return profile
