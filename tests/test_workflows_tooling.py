@@ -6,10 +6,14 @@ host tier and the browser check then prove them against the live nodes and the r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from support.workflow_checks import node_problems, widget_problems
-from support.workflow_files import structure_problems
+from support.workflow_files import WORKFLOWS_DIR, structure_problems
 from support.workflow_ui_to_api import WorkflowFormatError, ui_to_api
 from workflows.builder import WorkflowBuilder
 from workflows.nodeinfo import input_specs, widget_value_count
@@ -234,3 +238,15 @@ def test_a_primitive_drives_several_widgets_and_must_agree_with_them():
     assert ui_to_api(workflow, CATALOG)["2"]["inputs"]["steps"] == 9
     workflow["nodes"][1]["widgets_values"][2] = 10
     assert node_problems(workflow, CATALOG) == ["primitive 3 holds 9 but node 2 widget steps holds 10"]
+
+
+def test_the_generator_runs_as_a_script_and_needs_comfyui():
+    """`python tools/workflows/make.py` finds its modules from any folder, and says what it lacks."""
+    if WORKFLOWS_DIR.parent.parent.name == "custom_nodes":
+        pytest.skip("the pack sits in a ComfyUI's custom_nodes/, so the script would find and boot that ComfyUI")
+    script = WORKFLOWS_DIR.parent / "tools" / "workflows" / "make.py"
+    env = {key: value for key, value in os.environ.items() if key != "COMFYUI_PATH"}
+    result = subprocess.run([sys.executable, str(script), "--check"], cwd=script.anchor, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "make.py: no ComfyUI: set COMFYUI_PATH to a ComfyUI checkout to run the host tier\n"
