@@ -162,6 +162,14 @@ class QueuedSha256:
 # --- remembered hashes ----------------------------------------------------------------------------
 
 HASH_CACHE_ENV = "ANIMEKIT_HASH_CACHE"
+# What the user is told about the cache (`animekit merge --help`, the README): where, what, how to clear it.
+HASH_CACHE_HELP = (
+    "Input hashes: the sha256 of each input file (written into the merge metadata, as A1111 does) is "
+    "remembered per (absolute path, size, modification time) in $XDG_CACHE_HOME/animekit/sha256.json "
+    "(default ~/.cache/animekit/sha256.json; inside ComfyUI <user dir>/animekit/sha256.json), so merging "
+    f"the same files again skips hashing. {HASH_CACHE_ENV}=FILE keeps it elsewhere, {HASH_CACHE_ENV}=off "
+    "turns it off; delete the file (and its .lock) to clear it."
+)
 
 
 def hash_cache_path(default: str | os.PathLike | None = None) -> Path | None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 
 from ..checkpoints.architecture import ALIASES, ARCHITECTURE_NAMES, architecture
 from .checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints, plan_checkpoint_merge
+from ..files.hashing import HASH_CACHE_HELP
 from .explain import explain
+from .naming import CLI
 from .methods import METHODS, REGISTRY, WEIGHTED_SUM, MergeMethod
 from .plan import VAE_KEEP
-from .presets import for_architecture, load_presets
+from .presets import builtin_presets, for_architecture, load_presets
 from .weights import WeightChoice
 
 WEIGHT_HELP = "weight = fraction of model B (0 = A, 1 = B)"
@@ -23,17 +26,23 @@ def register(sub) -> None:
         "merge",
         help="block-weighted (MBW) merge of two SD1.x / SDXL checkpoints into a .safetensors file",
         description=(
-            "Merge model B into model A block by block, streaming tensor by tensor. Each block weight is the "
-            f"fraction of model B ({WEIGHT_HELP}). SD1.x takes 26 weights (BASE, IN00..IN11, M00, OUT00..OUT11), "
-            "SDXL 20 (BASE, IN00..IN08, M00, OUT00..OUT08) or 26 SD1.x-layout ones mapped by resolution level."
+            "Merge model B into model A block by block, streaming tensor by tensor. A block's weight is the "
+            "fraction of model B it gets (SuperMerger's alpha: 0 = A, 1 = B). Give one weight for every block "
+            "(--alpha 0.3, or --weights 0.3), one per block (SD1.x 26: BASE, IN00..IN11, M00, OUT00..OUT11; "
+            "SDXL 20: BASE, IN00..IN08, M00, OUT00..OUT08, or 26 SD1.x-layout ones mapped by resolution level), "
+            "or a --preset. Negative weights may follow a space or '=': --weights -1,... and --weights=-1,... "
+            "both work."
         ),
+        epilog=HASH_CACHE_HELP,
     )
+    _accept_negative_lists(merge)
     merge.add_argument("model_a", help="model A (.safetensors, or .ckpt loaded with weights_only)")
     merge.add_argument("model_b", help="model B")
     merge.add_argument("--base", dest="model_c", help="model C: the base for " + ", ".join(n for n, s in REGISTRY.items() if s.c_role == "base" and s.needs_base) + "; the third model for " + ", ".join(n for n, s in REGISTRY.items() if s.c_role != "base"))
     choice = merge.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--preset", help=f"preset name ({WEIGHT_HELP}); see `animekit merge-presets`")
-    choice.add_argument("--weights", help=f"comma-separated block weights, BASE first ({WEIGHT_HELP})")
+    choice.add_argument("--preset", help="a named set of block weights; `animekit merge-presets` lists them")
+    choice.add_argument("--weights", metavar="W[,W...]", help="one weight for every block, or one per block, BASE first (comma-separated)")
+    choice.add_argument("--alpha", type=float, metavar="W", help="one weight for every block (the same as --weights W)")
     merge.add_argument("--presets", dest="preset_file", help="extra preset TSV (preset_name<TAB>26 comma-separated weights)")
     merge.add_argument("--method", choices=METHODS, default=WEIGHTED_SUM, help="per-block formula (default weighted-sum): " + "; ".join(f"{n}: {s.formula}" for n, s in REGISTRY.items()))
     merge.add_argument("--density", type=float, default=0.5, help="ties/dare: fraction of B-C kept (default 0.5)")
@@ -41,13 +50,24 @@ def register(sub) -> None:
     merge.add_argument("--beta", type=float, default=0.0, help="triple-sum / sum-twice: the weight of model C (default 0)")
     merge.add_argument("--dtype", choices=list(OUTPUT_DTYPES), default="fp16", help="output float dtype (default fp16; keep = A's)")
     merge.add_argument("--vae", default=VAE_KEEP, metavar="merge|FILE", help="merge the VAE under BASE, or bake in a VAE file (default: keep A's)")
-    merge.add_argument("--explain", action="store_true", help="print the per-block report; without -o, plan only and write nothing")
+    merge.add_argument("--explain", action="store_true", help="print each block's weight and key count and what stays A's; without -o, write nothing")
+    merge.add_argument("--explain-keys", action="store_true", help="--explain, plus the block and weight of every key (a line per key)")
     merge.add_argument("-o", "--output", help="output .safetensors path")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     merge.add_argument("--quiet", action="store_true", help="no progress bar")
     merge.set_defaults(run=run_merge)
 
-    presets = sub.add_parser("merge-presets", help="list block-merge presets (26 SD1.x values; SDXL form with --arch sdxl)")
+    presets = sub.add_parser(
+        "merge-presets",
+        help="list block-merge presets (26 SD1.x values; SDXL form with --arch sdxl)",
+        description=(
+            "List the block-weight presets for `animekit merge --preset NAME`, one per line: the name, a tab and "
+            "the weights, BASE first; a weight is the fraction of model B (0 = A, 1 = B). "
+            f"Built in: {preset_summary()}. They are written for SD1.x (26 values); --arch sdxl shows the 20 "
+            "values each becomes on SDXL (mapped by resolution level). "
+            "--presets FILE.tsv adds your own (one line per preset: name<TAB>26 comma-separated weights)."
+        ),
+    )
     presets.add_argument("--presets", dest="preset_file", help="extra preset TSV to include")
     presets.add_argument(
         "--arch", type=_arch_name, default="sd15", metavar="{" + ",".join(ARCHITECTURE_NAMES) + "}",
@@ -62,7 +82,7 @@ def _config(args: argparse.Namespace) -> FileMergeConfig:
         model_b=args.model_b,
         model_c=args.model_c,
         output=args.output or "",  # --explain alone: planned, never written
-        weights=WeightChoice(preset=args.preset, weights=args.weights, preset_file=args.preset_file),
+        weights=WeightChoice(preset=args.preset, weights=_weights_text(args), preset_file=args.preset_file),
         method=MergeMethod(args.method, density=args.density, seed=args.seed, beta=args.beta),
         dtype=args.dtype,
         vae=args.vae,
@@ -79,11 +99,13 @@ def warn_preset_problems(book) -> None:
 def run_merge(args: argparse.Namespace) -> int:
     if args.preset_file:
         warn_preset_problems(load_presets(args.preset_file))
+    args.explain = args.explain or args.explain_keys
     if args.output is None and not args.explain:
         raise ValueError("give -o OUTPUT.safetensors (or --explain alone to plan without writing)")
     config = _config(args)
     if args.output is None:
-        print(explain(plan_checkpoint_merge(config)), end="")
+        print(explain(plan_checkpoint_merge(config), keys=args.explain_keys, naming=CLI), end="")
+        print("animekit merge: nothing written (a plan only); add -o OUTPUT.safetensors to write the merge", file=sys.stderr)
         return 0
     bars = []
 
@@ -107,7 +129,7 @@ def run_merge(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     if args.explain:
-        print(result.report, end="")
+        print(explain(result.plan, keys=args.explain_keys, naming=CLI), end="")
     print(f"wrote {result.path} ({result.bytes_written / 1e9:.2f} GB, {result.plan.arch.label}, {result.plan.weights.source})", file=sys.stderr)
     return 0
 
@@ -121,6 +143,27 @@ def run_presets(args: argparse.Namespace) -> int:
         values = for_architecture(book.presets[name], arch)
         print(f"{name}\t{','.join(f'{v:.6g}' for v in values)}")
     return 0
+
+
+def _weights_text(args: argparse.Namespace) -> str | None:
+    """--alpha W is --weights W: one weight for every block."""
+    return repr(args.alpha) if args.alpha is not None else args.weights
+
+
+# argparse reads a value that starts with '-' as the next option unless it looks like one negative
+# number, so `--weights -1,0,...` failed; this parser also takes a list of numbers for a value.
+NEGATIVE_NUMBERS = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?([,\s].*)?$")
+
+
+def _accept_negative_lists(parser: argparse.ArgumentParser) -> None:
+    parser._negative_number_matcher = NEGATIVE_NUMBERS  # noqa: SLF001 - argparse's hook for this exact rule
+
+
+def preset_summary() -> str:
+    """E.g. "HIGHRES_REPLACE, LOWRES_REPLACE and SuperMerger's 38 presets"."""
+    names = list(builtin_presets().presets)
+    seed = [n for n in names if n in ("HIGHRES_REPLACE", "LOWRES_REPLACE")]
+    return f"{', '.join(seed)} and SuperMerger's {len(names) - len(seed)} presets"
 
 
 def _arch_name(value: str) -> str:

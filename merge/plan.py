@@ -83,7 +83,7 @@ def _part(key: str) -> str:
     return "other"
 
 
-VAE_KEPT = "VAE stays A's (ask for vae=merge to merge it under BASE, or bake a VAE file in)"
+VAE_KEPT = "the VAE stays A's (the default)"  # explain.py adds how to merge or replace it, in the caller's words
 
 
 def build_plan(

@@ -30,9 +30,6 @@ class BlockWeights:
     def of(self, block: str) -> float:
         return self.values[self.arch.blocks.index(block)]
 
-    def as_dict(self) -> dict[str, float]:
-        return dict(zip(self.arch.blocks, self.values))
-
     def as_text(self) -> str:
         return ",".join(_fmt(v) for v in self.values)
 
@@ -57,12 +54,15 @@ def _count_error(arch: Architecture, got: int) -> ValueError:
         )
     else:
         need = f"SD1.x needs {SD15.weight_count} weights ({SD15.layout_text()})"
-    return ValueError(f"{need}; got {got}")
+    return ValueError(f"{need}; got {got} (one weight alone is used for every block)")
 
 
 def weights_from_values(values: Sequence[float], arch: Architecture, *, source: str = "custom") -> BlockWeights:
-    """Accept the architecture's own count; on SDXL also 26 SD1.x values, mapped by resolution level."""
+    """Accept one value (every block gets it: SuperMerger's plain alpha), the architecture's own count,
+    and on SDXL also 26 SD1.x values, mapped by resolution level."""
     values = tuple(float(v) for v in values)
+    if len(values) == 1:
+        return BlockWeights(arch, values * arch.weight_count, f"{source}: {_fmt(values[0])} for every block")
     if len(values) == arch.weight_count:
         return BlockWeights(arch, values, source)
     if arch is SDXL and len(values) == SD15.weight_count:

@@ -27,12 +27,20 @@ def test_26_weights_on_sdxl_are_mapped_by_resolution_level():
     [
         (SD15, 20, r"SD1\.x needs 26 weights \(BASE, IN00\.\.IN11, M00, OUT00\.\.OUT11\); got 20"),
         (SDXL, 25, r"SDXL needs 20 weights \(BASE, IN00\.\.IN08, M00, OUT00\.\.OUT08\), or 26 SD1\.x-layout .*; got 25"),
-        (SD15, 1, r"needs 26 weights .*got 1"),
+        (SD15, 2, r"needs 26 weights .*; got 2 \(one weight alone is used for every block\)$"),
     ],
 )
 def test_wrong_count_says_what_the_architecture_needs(arch, count, message):
     with pytest.raises(ValueError, match=message):
         resolve_weights(arch, weights=",".join(["0.5"] * count))
+
+
+@pytest.mark.parametrize(("arch", "count"), [(SD15, 26), (SDXL, 20)])
+def test_one_weight_is_every_blocks_weight(arch, count):
+    weights = resolve_weights(arch, weights="0.33")
+    assert weights.values == (0.33,) * count
+    assert weights.source == "custom: 0.33 for every block"
+    assert resolve_weights(arch, weights=" -1 ").values == (-1.0,) * count
 
 
 def test_non_numbers_are_named_by_position():
