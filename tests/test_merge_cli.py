@@ -24,11 +24,11 @@ def xl(tmp_path_factory):
 
 def test_merge_writes_the_file_and_explains(tmp_path, xl, capsys):
     out = tmp_path / "m.safetensors"
-    code = main(["merge", str(xl["a"]), str(xl["b"]), "--preset", "HIGHRES_REPLACE", "--dtype", "fp32", "--explain", "--quiet", "-o", str(out)])
+    code = main(["merge", str(xl["a"]), str(xl["b"]), "--preset", "HIGHRES_REPLACE", "--dtype", "fp32", "--explain-keys", "--quiet", "-o", str(out)])
     assert code == 0
     printed = capsys.readouterr()
     assert "SDXL, 20 blocks" in printed.out and "preset HIGHRES_REPLACE (mapped to SDXL by resolution level)" in printed.out
-    assert "\nOUT06         1     12            352\n" in printed.out  # block, weight, keys, params
+    assert "\nOUT06         1     12            352  weighted-sum\n" in printed.out  # block, weight, keys, params, method
     assert "model.diffusion_model.out.2.weight\tOUT08\t0" in printed.out
     assert f"wrote {out}" in printed.err
     merged, a, b = load_file(out), load_file(xl["a"]), load_file(xl["b"])
