@@ -119,9 +119,9 @@ def require_same_architecture(named: Mapping[str, Shapes | Iterable[str]], *, ac
     return _same({name: identify(keys) for name, keys in named.items()}, f"cannot {action} these models")
 
 
-def require_same_clip(named: Mapping[str, Iterable[str]], *, action: str = "block-merge") -> Architecture:
-    """The same for ComfyUI CLIP objects' state-dict keys."""
-    return _same({name: identify_comfy_clip(keys) for name, keys in named.items()}, f"cannot {action} these text encoders")
+def require_same_clip(named: Mapping[str, Iterable[str]]) -> Architecture:
+    """The same for ComfyUI CLIP objects' state-dict keys (the in-graph CLIP merge)."""
+    return _same({name: identify_comfy_clip(keys) for name, keys in named.items()}, "cannot block-merge these text encoders")
 
 
 def _same(found: Mapping[str, Identification], refusal: str) -> Architecture:

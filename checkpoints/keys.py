@@ -43,10 +43,6 @@ def is_text_encoder_key(key: str) -> bool:
     return key.startswith((SD15_TEXT_ROOT, SDXL_TEXT_ROOT) + tuple(COMFY_CLIP_PREFIXES.values()))
 
 
-def is_vae_key(key: str) -> bool:
-    return key.startswith(VAE_PREFIX)
-
-
 def comfy_name(key: str) -> str:
     """The ComfyUI state-dict name of a checkpoint key where one exists (UNet, CLIP-L, CLIP-G)."""
     if key.startswith(UNET_PREFIX):

@@ -104,12 +104,12 @@ class SafetensorsFile:
             self._hash.submit(offset, view, hold() if hold is not None else _nothing)
         return raw.view(torch_dtype(info.dtype))
 
-    def warm_up(self, nbytes: int = WARM_UP_BYTES) -> None:
+    def warm_up(self) -> None:
         """Ask the OS to start reading the first tensors in (async), e.g. while torch imports."""
         if _HAS_FADVISE and self.tensors:
             start = next(iter(self.tensors.values())).start
-            os.posix_fadvise(self._fd, start, nbytes, os.POSIX_FADV_WILLNEED)
-            self._hinted = max(self._hinted, start + nbytes)
+            os.posix_fadvise(self._fd, start, WARM_UP_BYTES, os.POSIX_FADV_WILLNEED)
+            self._hinted = max(self._hinted, start + WARM_UP_BYTES)
 
     def _prefetch(self, end: int) -> None:
         """Keep ~READAHEAD bytes past the current read requested from the disk (async), so the
