@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("prompting", "sizes", "merge", "training", "files", "checkpoints")
+NOT_CORE = ("nodes", "tests", "tools", "benchmarks")
+# every package folder of the pack but the ComfyUI nodes (so a new core package is checked too)
+CORE = tuple(sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in NOT_CORE))
 NEUTRAL = ("files", "checkpoints")
-FEATURES = ("prompting", "sizes", "merge", "training")
+FEATURES = tuple(p for p in CORE if p not in NEUTRAL)
 COMFYUI = ("comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "nodes", "server", "execution", "node_helpers")
 FORBIDDEN = {
     "training": {"merge", "nodes"},
@@ -62,6 +64,10 @@ def imports_in(text: str, package: tuple[str, ...], where: str = "<text>") -> li
 
 def sources(package: str) -> list[Path]:
     return sorted(p for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_the_known_core_packages_are_checked():
+    assert {"prompting", "sizes", "merge", "training", "files", "checkpoints"} <= set(CORE)
 
 
 @pytest.mark.parametrize("package", CORE)
