@@ -15,10 +15,12 @@ folder as a state, and `--resume` picks the newest complete one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,43 +167,81 @@ class LoadedState:
     data: dict
 
 
-def resolve_state(path: str | Path) -> Path:
-    """A state folder itself, or the newest complete state inside an output folder."""
-    folder = Path(path)
-    if not folder.exists():
-        raise FileNotFoundError(f"resume path {str(folder)!r} does not exist")
-    if (folder / "state.json").is_file():
-        return folder
-    states = list_states(folder)
-    if not states:
-        raise FileNotFoundError(f"no complete training state (state-*/state.json) in {str(folder)!r}")
-    return states[-1]
+class DamagedState(ValueError):
+    """A state folder whose files cannot be read back (truncated, edited, half-copied)."""
 
 
 def load_state(path: str | Path, rank: int) -> LoadedState:
+    """The state at `path`: a state folder itself, or the newest intact state in an output folder.
+
+    From an output folder a damaged newest state is passed over for the newest intact one, with a
+    warning naming both; a state folder given directly must itself be intact."""
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"resume path {str(folder)!r} does not exist")
+    if (folder / "state.json").exists() or STATE_NAME.match(folder.name):
+        return _read_state(folder, rank)
+    states = list_states(folder)
+    if not states:
+        raise FileNotFoundError(f"no complete training state (state-*/state.json) in {str(folder)!r}")
+    problems = []
+    for candidate in reversed(states):
+        try:
+            state = _read_state(candidate, rank)
+        except DamagedState as exc:
+            problems.append(str(exc))
+            continue
+        if problems:
+            message = f"{problems[0]}; resuming from the newest intact state instead: {candidate.name}"
+            logging.getLogger(__name__).warning(message)
+            warnings.warn(message, stacklevel=2)
+        return state
+    raise DamagedState(f"no intact training state in {str(folder)!r}: " + "; ".join(problems))
+
+
+def _read_state(folder: Path, rank: int) -> LoadedState:
     from safetensors.torch import load_file
 
-    folder = resolve_state(path)
-    meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{folder}: not an animekit training state (format {meta.get('format')!r})")
-    rank_file = folder / f"rank{rank}.pt"
-    if not rank_file.is_file():
+    def read(name: str, loader):
+        file = folder / name
+        try:
+            return loader(file)
+        except FileNotFoundError:
+            raise DamagedState(f"training state {str(folder)!r} is damaged: {name} is missing") from None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means "damaged", named by file
+            raise DamagedState(f"training state {str(folder)!r} is damaged: {name} cannot be read "
+                               f"({type(exc).__name__}: {str(exc)[:120]})") from None
+
+    def torch_file(file: Path):
+        return torch.load(file, map_location="cpu", weights_only=True)
+
+    def json_file(file: Path):
+        return json.loads(file.read_text(encoding="utf-8"))
+
+    meta = read("state.json", json_file)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{folder}: not an animekit training state (format {found!r})")
+    if not (folder / f"rank{rank}.pt").is_file() and isinstance(meta.get("world_size"), int):
         raise ValueError(
             f"{folder} was saved by {meta['world_size']} process(es) and has no state for rank {rank}; "
             "resume with the same number of processes"
         )
+    try:
+        step, epoch, world_size, config = int(meta["step"]), int(meta["epoch"]), int(meta["world_size"]), meta["config"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DamagedState(f"training state {str(folder)!r} is damaged: state.json lacks {exc}") from None
     return LoadedState(
         folder=folder,
-        step=int(meta["step"]),
-        epoch=int(meta["epoch"]),
-        world_size=int(meta["world_size"]),
-        config=meta["config"],
-        trainable=load_file(str(folder / "trainable.safetensors")),
-        optimizer=torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True),
-        training=torch.load(folder / "training.pt", map_location="cpu", weights_only=True),
-        rng=torch.load(rank_file, map_location="cpu", weights_only=True),
-        data=json.loads((folder / f"rank{rank}.json").read_text(encoding="utf-8")),
+        step=step,
+        epoch=epoch,
+        world_size=world_size,
+        config=config,
+        trainable=read("trainable.safetensors", lambda f: load_file(str(f))),
+        optimizer=read("optimizer.pt", torch_file),
+        training=read("training.pt", torch_file),
+        rng=read(f"rank{rank}.pt", torch_file),
+        data=read(f"rank{rank}.json", json_file),
     )
 
 

@@ -38,6 +38,7 @@ from .data.dataset import DatasetIndex
 from .data.latent_cache import LatentCache, precompute_latents
 from .data.loader import Batch, BatchSource
 from .ema import Ema
+from .finite import first_non_finite
 from .hooks import Hooks, Progress, TrainingDiverged, TrainResult
 from .metadata import RunFacts, modelspec_metadata, training_metadata
 from .model_setup import AUTOCAST_DTYPES, PreparedModel, prepare_model
@@ -257,7 +258,21 @@ class Trainer:
             **modelspec_metadata(self.cfg, self.facts, lora=lora, title=title),
         }
 
+    def _require_finite_weights(self, step: int) -> None:
+        """No saved LoRA, checkpoint or state may hold inf / NaN: stop, naming the last good save."""
+        bad = first_non_finite(self.model.trainable_state(self.bundle))
+        if bad is None and self.ema is not None:
+            bad = first_non_finite(self.ema.state_dict())
+        if bad is not None:
+            saves = [path.name for path in self.saved] + ([self.state_path.name] if self.state_path else [])
+            last = ", ".join(saves[-2:]) if saves else "nothing (no save yet)"
+            raise TrainingDiverged(
+                f"the trained weights became non-finite ({bad}) by step {step}; nothing was written for that "
+                f"step. The last good saves: {last}. Lower the learning rate, use bf16 instead of fp16, or check the data."
+            )
+
     def _save_model(self, file_name: str, step: int, epoch: int) -> Path | None:
+        self._require_finite_weights(step)
         if not self.acc.is_main_process:
             return None
         title = file_name.removesuffix(".safetensors")
@@ -278,6 +293,7 @@ class Trainer:
         return path
 
     def _save_state(self, step: int, epoch: int) -> Path | None:
+        self._require_finite_weights(step)
         tmp = partial_folder(self.work_dir, step)
         if self.acc.is_main_process:
             begin_state(self.work_dir, step)
