@@ -20,6 +20,7 @@ from PIL import Image
 from ...sizes.resolutions import kohya_buckets, nearest_bucket, no_upscale_bucket
 from .captions import CaptionConfig
 from .folders import expand_folder, list_images
+from .scores import below_threshold
 from .tags import split_tags
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class DatasetConfig:
     random_crop: bool = False  # else centre crop
     seed: int = 0
     verify_images: bool = True  # decode each image once while scanning, so broken files are skipped up front
+    min_aesthetic_score: float | None = None  # train only on images scored at least this (scores.py); None: all
 
     def __post_init__(self):
         specs = tuple(f if isinstance(f, FolderSpec) else FolderSpec(str(f)) for f in self.folders)
@@ -69,6 +71,9 @@ class DatasetConfig:
             raise ValueError("dataset needs at least one folder")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        score = self.min_aesthetic_score
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or score != score):
+            raise ValueError(f"min_aesthetic_score must be a number (or unset), got {score!r}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,14 @@ class DatasetIndex:
         for record in self.records:
             counts[record.bucket] += record.repeats
         return dict(sorted(counts.items()))
+
+
+def above_aesthetic_threshold(index: DatasetIndex, threshold: float) -> DatasetIndex:
+    """The images scored at least `threshold` (scores.py); the rest move to `skipped` with the
+    reason, and no file is touched."""
+    left_out = below_threshold([record.path for record in index.records], threshold)
+    kept = [record for record in index.records if record.path not in left_out]
+    return DatasetIndex(kept, list(index.skipped) + list(left_out.items()))
 
 
 def bucket_for(width: int, height: int, cfg: BucketConfig, buckets: list[tuple[int, int]] | None = None):
@@ -183,6 +196,9 @@ def scan_dataset(cfg: DatasetConfig, progress: Callable[[int, int], None] | None
                 progress(len(results), len(tasks))
     records = [record for record, _ in results if record is not None]
     skipped = [(str(task[0]), reason) for task, (_, reason) in zip(tasks, results) if reason is not None]
+    if cfg.min_aesthetic_score is not None:
+        filtered = above_aesthetic_threshold(DatasetIndex(records), cfg.min_aesthetic_score)
+        records, skipped = filtered.records, skipped + filtered.skipped
     if skipped:
         reasons = Counter(reason.split(":")[0] for _, reason in skipped)
         summary = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
