@@ -254,7 +254,7 @@ def _slerp(op: Operands):
     import torch
 
     a, b, w = op.out, op.fp32(op.b), op.w
-    a64, b64 = a.reshape(-1).double(), b.reshape(-1).double()
+    a64, b64 = a.detach().reshape(-1).double(), b.detach().reshape(-1).double()
     norms = float(torch.linalg.vector_norm(a64)) * float(torch.linalg.vector_norm(b64))
     dot = max(-1.0, min(1.0, float(torch.dot(a64, b64)) / norms)) if norms > 0 else 1.0
     del a64, b64

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .lora_block_nodes import AnimeKitLoraBlockWeight
 from .merge_nodes import AnimeKitBlockMergeCheckpoint, AnimeKitBlockMergeClip, AnimeKitBlockMergeModel
 from .prompt_nodes import AnimeKitPromptBuilder, AnimeKitPromptEncode, AnimeKitTagFormatter
 from .resolution_nodes import AnimeKitAspectPreset, AnimeKitNearestBucket
@@ -24,6 +25,7 @@ def all_nodes() -> list[type[io.ComfyNode]]:
         AnimeKitBlockMergeModel,
         AnimeKitBlockMergeClip,
         AnimeKitBlockMergeCheckpoint,
+        AnimeKitLoraBlockWeight,
         AnimeKitDataset,
         AnimeKitTrainLora,
         AnimeKitTrainCheckpoint,

@@ -8,10 +8,8 @@ import json
 import math
 import re
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -20,6 +18,7 @@ from animekit.merge.methods import METHODS, REGISTRY, MergeMethod, merge_values
 from animekit.merge.presets import builtin_presets
 from animekit.merge.weights import WeightChoice
 from support.checkpoints import write_checkpoint
+from support.merge_formulas import cos_stats, expected
 
 LAYOUTS = {"sd15": 26, "sdxl": 20}
 NEW = ("slerp", "train-difference", "cosine-a", "cosine-b", "triple-sum", "sum-twice")
@@ -58,50 +57,6 @@ def block_index(name: str, key: str) -> int | None:
     if part == "out":
         return 2 * n + 1
     return 1 + int(index) if part == "input_blocks" else 2 + n + int(index)
-
-
-def cos_stats(pairs, favour_a: bool) -> tuple[float, float]:
-    values = []
-    for a, b in pairs:
-        if favour_a:
-            sim = F.cosine_similarity(F.normalize(a, dim=0), F.normalize(b, dim=0), dim=0)
-        else:
-            whole = (a.flatten() @ b.flatten()) / (a.norm() * b.norm())
-            sim = (F.cosine_similarity(a, b, dim=0) + whole) / 2
-        values.append(sim.reshape(-1).double().numpy())
-    sims = np.concatenate(values)
-    sims = sims[~np.isnan(sims)]
-    sims = sims[sims >= np.percentile(sims, 1, method="midpoint")]
-    sims = sims[sims <= np.percentile(sims, 99, method="midpoint")]
-    return float(sims.min()), float(sims.max())
-
-
-def expected(name: str, w: float, a, b, c, *, beta: float, stats=None):
-    if name == "slerp":
-        a64, b64 = a.reshape(-1).double(), b.reshape(-1).double()
-        cos = float(a64 @ b64) / (float(a64.norm()) * float(b64.norm()))
-        if abs(cos) > 0.9995:
-            return a * (1 - w) + b * w
-        t = math.acos(cos)
-        return a * (math.sin((1 - w) * t) / math.sin(t)) + b * (math.sin(w * t) / math.sin(t))
-    if name == "train-difference":
-        total = (b - c).abs() + (b - a).abs()
-        ratio = torch.where(total != 0, (b - a).abs() / total, torch.zeros(()))
-        return a + torch.sign(b - c) * ratio * (b - c).abs() * (w * 1.8)
-    if name in ("cosine-a", "cosine-b"):
-        low, high = stats
-        if name == "cosine-a":
-            an, bn = F.normalize(a, dim=0), F.normalize(b, dim=0)
-            s = (F.cosine_similarity(an, bn, dim=0) + (an.flatten() @ bn.flatten()) / (an.norm() * bn.norm())) / 2
-            k = ((s - low) / (high - low) - abs(w)).clip(0, 1)
-        else:
-            s = (F.cosine_similarity(a, b, dim=0) + (a.flatten() @ b.flatten()) / (a.norm() * b.norm())) / 2
-            k = ((s - low) / (high - low) - w).clip(0, 1)
-        return b * (1 - k) + a * k
-    if name == "triple-sum":
-        return a * (1 - w - beta) + b * w + c * beta
-    assert name == "sum-twice"
-    return (a * (1 - w) + b * w) * (1 - beta) + c * beta
 
 
 def weights_for(name: str, seed: int) -> list[float]:

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.host
 NODE_IDS = ("AnimeKitBlockMergeModel", "AnimeKitBlockMergeClip", "AnimeKitBlockMergeCheckpoint")
 WEIGHT_NOTE = "fraction of model B (0 = A, 1 = B)"
 INPUTS = {
-    "AnimeKitBlockMergeModel": ["model_a", "model_b", "preset", "weights", "method", "density", "seed", "model_c"],
-    "AnimeKitBlockMergeClip": ["clip_a", "clip_b", "preset", "weights", "method", "density", "seed", "clip_c"],
+    "AnimeKitBlockMergeModel": ["model_a", "model_b", "preset", "weights", "method", "density", "seed", "model_c", "beta"],
+    "AnimeKitBlockMergeClip": ["clip_a", "clip_b", "preset", "weights", "method", "density", "seed", "clip_c", "beta"],
     "AnimeKitBlockMergeCheckpoint": ["ckpt_a", "ckpt_b", "preset", "weights", "method", "density", "seed", "ckpt_c",
-                                     "dtype", "vae", "filename_prefix"],
+                                     "dtype", "vae", "filename_prefix", "beta"],
 }
 ARCH_BLOCKS = {"sd15": 26, "sdxl": 20}
 
