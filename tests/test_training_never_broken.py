@@ -86,3 +86,32 @@ def test_cli_reports_a_damaged_state_without_a_traceback(tmp_path, capsys):
     code = main(["train", str(config), "--resume", str(state)])
     err = capsys.readouterr().err
     assert code == 2 and "is damaged: optimizer.pt cannot be read" in err and "Traceback" not in err
+
+
+def test_a_full_finetune_never_overwrites_its_own_base_file(tmp_path):
+    from animekit.training.config_toml import config_from_dict
+    from animekit.training.run import train as run_train
+
+    base = tmp_path / "out" / "model.safetensors"
+    base.parent.mkdir()
+    base.write_bytes(b"base weights")
+    cfg = config_from_dict({"model": {"path": str(base)}, "network": {"type": "full"},
+                            "dataset": {"folders": [{"path": str(tmp_path)}]},
+                            "save": {"output_dir": str(base.parent), "name": "model"}})
+    with pytest.raises(ValueError, match=r"model.safetensors' is the input model.path; inputs are never overwritten"):
+        run_train(cfg)
+    assert base.read_bytes() == b"base weights"
+
+
+def test_a_lora_continued_from_a_periodic_save_of_the_same_run_is_refused(tmp_path):
+    from animekit.training.config_toml import config_from_dict
+    from animekit.training.run import train as run_train
+
+    old = tmp_path / "out" / "animekit-step00000100.safetensors"
+    old.parent.mkdir()
+    old.write_bytes(b"lora")
+    cfg = config_from_dict({"model": {"path": str(tmp_path / "model")}, "network": {"init_weights": str(old)},
+                            "dataset": {"folders": [{"path": str(tmp_path)}]}, "save": {"output_dir": str(old.parent)}})
+    with pytest.raises(ValueError, match="network.init_weights .* would be pruned by save.keep_last"):
+        run_train(cfg)
+    assert old.read_bytes() == b"lora"

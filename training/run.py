@@ -12,6 +12,7 @@ from typing import Callable
 from .config import TrainConfig
 from .data.dataset import scan_dataset
 from .hooks import Hooks, Progress, TrainResult
+from .output_guard import check_outputs
 from .protocols import ModelBundle
 
 
@@ -57,6 +58,7 @@ def train(
 ) -> TrainResult:
     """Train per `cfg`; returns where the files went. Raises ValueError for bad settings before any work,
     TrainingDiverged when the loss stops being finite."""
+    check_outputs(cfg)
     report = phase_reporter(hooks, accelerator)
     index = scan_dataset(cfg.dataset, progress=report("scan_dataset"))
     if bundle is None:
