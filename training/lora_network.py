@@ -81,7 +81,6 @@ class LoraModule(nn.Module):
         self.rank = rank
         self.scale = float(alpha) / rank  # a Python float: reading the buffer would sync the GPU every call
         self.dropout = dropout
-        self.multiplier = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_autocast_enabled(x.device.type):
@@ -89,7 +88,7 @@ class LoraModule(nn.Module):
         h = self.lora_down(x)
         if self.dropout and self.training:
             h = F.dropout(h, p=self.dropout)
-        return self.lora_up(h) * (self.scale * self.multiplier)
+        return self.lora_up(h) * self.scale
 
 
 class LoraNetwork(nn.Module):
@@ -113,9 +112,6 @@ class LoraNetwork(nn.Module):
     def modules_by_name(self) -> dict[str, LoraModule]:
         return {name: getattr(self, name) for name in self._bases}
 
-    def part_of(self, name: str) -> str:
-        return self._parts[name]
-
     def parameters_of(self, part: str) -> list[nn.Parameter]:
         return [p for name, m in self.modules_by_name().items() if self._parts[name] == part for p in m.parameters()]
 
@@ -135,14 +131,6 @@ class LoraNetwork(nn.Module):
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
-
-    @property
-    def attached(self) -> bool:
-        return bool(self._hooks)
-
-    def set_multiplier(self, value: float) -> None:
-        for module in self.modules_by_name().values():
-            module.multiplier = value
 
 
 def _make_hook(lora: LoraModule):
