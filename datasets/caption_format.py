@@ -140,24 +140,28 @@ def plan_folder(folder: str | Path, profile: Profile, source: CategorySource | N
     for done, image in enumerate(images, start=1):
         if check_cancel is not None:
             check_cancel()
-        path = caption_path(image, cfg.caption_extension)
-        if not path.is_file():
-            plan.without_caption.append(image)
-            continue
-        try:
-            old = path.read_text(encoding="utf-8-sig").strip()
-            meta = read_metadata(image) if cfg.use_metadata else None
-            new = format_caption(old, profile, source, cfg, meta)
-        except (UnicodeDecodeError, ValueError) as exc:
-            plan.failed.append((image, str(exc)))
-            continue
-        if new == old:
-            plan.unchanged += 1
-        else:
-            plan.changes.append(CaptionChange(image, path, old, new))
+        _plan_one(image, profile, source, cfg, plan)
         if progress is not None:
             progress(done, len(images))
     return plan
+
+
+def _plan_one(image: Path, profile: Profile, source: CategorySource | None, cfg: FormatConfig, plan: FormatPlan) -> None:
+    path = caption_path(image, cfg.caption_extension)
+    if not path.is_file():
+        plan.without_caption.append(image)
+        return
+    try:
+        old = path.read_text(encoding="utf-8-sig").strip()
+        meta = read_metadata(image) if cfg.use_metadata else None
+        new = format_caption(old, profile, source, cfg, meta)
+    except (UnicodeDecodeError, ValueError) as exc:
+        plan.failed.append((image, str(exc)))
+        return
+    if new == old:
+        plan.unchanged += 1
+    else:
+        plan.changes.append(CaptionChange(image, path, old, new))
 
 
 def write_plan(plan: FormatPlan, *, progress: Callable[[int, int], None] | None = None,

@@ -154,3 +154,13 @@ def test_training_toml_takes_the_threshold(tmp_path):
     table = tomllib.loads((__import__("pathlib").Path(__file__).parents[1] / "training" / "animagine_stage1.toml").read_text())
     table["dataset"]["min_aesthetic_score"] = 0.75
     assert config_from_dict(table, tmp_path).dataset.min_aesthetic_score == 0.75
+
+
+def test_score_command(tmp_path, capsys, classifier_folder):
+    from animekit.__main__ import main
+
+    folder = _images(tmp_path / "set", {"a.png": (250, 250, 250), "b.png": (0, 0, 0)})
+    assert main(["dataset", "score", str(folder), "--model", str(classifier_folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("scored 2 images: min ") and out[1] == f"wrote {folder / SCORES_FILE}"
+    assert sorted(read_scores(folder)) == ["a.png", "b.png"]
