@@ -29,6 +29,7 @@ import torch
 from comfy_api.latest import io
 
 from ..checkpoints.detect import require_same_architecture, require_same_clip
+from ..checkpoints.keys import COMFY_UNET_PREFIX
 from ..merge.checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints
 from ..merge.explain import explain
 from ..merge.naming import NODES
@@ -199,16 +200,16 @@ class AnimeKitBlockMergeModel(io.ComfyNode):
     @classmethod
     def execute(cls, model_a, model_b, preset, weights, method, density, seed, model_c=None, beta=0.0) -> io.NodeOutput:
         chosen = _method(method, density, seed, model_c is not None, beta)
-        states = {"model A": model_a.model_state_dict("diffusion_model."), "model B": model_b.model_state_dict("diffusion_model.")}
+        states = {"model A": model_a.model_state_dict(COMFY_UNET_PREFIX), "model B": model_b.model_state_dict(COMFY_UNET_PREFIX)}
         if chosen.needs_base:
-            states["model C"] = model_c.model_state_dict("diffusion_model.")
+            states["model C"] = model_c.model_state_dict(COMFY_UNET_PREFIX)
         specs = {name: _specs(sd) for name, sd in states.items()}
         arch = require_same_architecture({name: {k: s.shape for k, s in sp.items()} for name, sp in specs.items()})
         plan = build_plan(arch, _choice(preset, weights).resolve(arch), chosen, specs["model A"], specs["model B"], specs.get("model C"))
         merged = model_a.clone()
-        kp_c = model_c.get_key_patches("diffusion_model.") if chosen.needs_base else None
+        kp_c = model_c.get_key_patches(COMFY_UNET_PREFIX) if chosen.needs_base else None
         cosine = in_graph_cosine_range(plan, states["model A"], states["model B"])
-        patched = patch_merge(merged, plan, model_b.get_key_patches("diffusion_model."), kp_c, cosine)
+        patched = patch_merge(merged, plan, model_b.get_key_patches(COMFY_UNET_PREFIX), kp_c, cosine)
         report = explain(plan, naming=NODES, title=f"AnimeKit block merge (MODEL, {patched} lazy patches)")
         return io.NodeOutput(merged, report)
 
