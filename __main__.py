@@ -32,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .prompting import cli as prompting_cli
     from .sizes import cli as sizes_cli
     from .merge import cli as merge_cli
+    from .merge import lora_cli as merge_lora_cli
     from .training import cli as training_cli
     from .datasets import cli as datasets_cli
 
     parser = argparse.ArgumentParser(prog="animekit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (prompting_cli, sizes_cli, merge_cli, training_cli, datasets_cli):
+    for module in (prompting_cli, sizes_cli, merge_cli, merge_lora_cli, training_cli, datasets_cli):
         module.register(sub)
     return parser
 

@@ -1,0 +1,60 @@
+"""`animekit extract-lora` (a LoRA from two checkpoints) and its LoRA siblings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .lora_extract import DTYPES, ExtractConfig, extract_lora
+
+
+def register(sub) -> None:
+    extract = sub.add_parser(
+        "extract-lora",
+        help="extract a kohya LoRA (tuned minus base, per-layer truncated SVD) from two SD1.x / SDXL checkpoints",
+        description="Per LoRA layer: D = tuned - base, truncated SVD to --rank (or fewer with --energy), outliers "
+        "clamped at --clamp-quantile, kohya key names and ss_*/modelspec metadata, one layer in memory at a time, on "
+        "the GPU when there is one. Prints the relative reconstruction error per block.",
+    )
+    extract.add_argument("tuned", help="the fine-tuned checkpoint (.safetensors or .ckpt)")
+    extract.add_argument("base", help="the checkpoint it was tuned from")
+    extract.add_argument("-o", "--output", required=True, help="output LoRA .safetensors")
+    extract.add_argument("--rank", type=int, default=4, help="LoRA rank (default 4)")
+    extract.add_argument("--conv-rank", type=int, default=None, help="also extract ResNet / sampler layers (LoCon) at this rank")
+    extract.add_argument("--energy", type=float, default=None,
+                         help="per layer, the smallest rank keeping this fraction of sum(S^2), at most --rank (e.g. 0.9)")
+    extract.add_argument("--clamp-quantile", type=float, default=0.99, help="clamp up/down at this quantile (default 0.99, as kohya)")
+    extract.add_argument("--min-diff", type=float, default=0.01, help="leave the text encoder out unless a weight differs by more (default 0.01)")
+    extract.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="saved dtype (default fp16)")
+    extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    extract.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.set_defaults(run=run_extract)
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    config = ExtractConfig(
+        tuned=Path(args.tuned), base=Path(args.base), output=Path(args.output), rank=args.rank, conv_rank=args.conv_rank,
+        energy=args.energy, clamp_quantile=args.clamp_quantile, min_diff=args.min_diff, dtype=args.dtype,
+        device=args.device, overwrite=args.overwrite,
+    )
+    bars = []
+
+    def progress(done: int, total: int) -> None:
+        if args.quiet:
+            return
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=total, unit="layer", desc="extracting", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = extract_lora(config, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(result.report(), end="")
+    print(f"wrote {result.path}", file=sys.stderr)
+    return 0
