@@ -4,20 +4,20 @@
     /animekit/autocomplete?q=gany&profile=animagine-xl-3.0&limit=20&underscores=0
     -> {"query": "gany", "profile": "animagine-xl-3.0", "suggestions": [{"tag": ..., "insert": ...}]}
 
-The index is built on the first query (seconds, in a worker thread so the server keeps serving)
+The index is built on the first query (seconds, in a background thread; until it is ready the
+route answers `building: true` and no suggestions, and the editor asks again)
 from tipo-kgen's lists, the families' tags and, when present, the user's tagcomplete CSV at
 `<ComfyUI>/models/tags/danbooru.csv` (general tags, counts, aliases). Nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Mapping
 
-from ..prompting.autocomplete import CompletionSettings, default_index, suggest
-from ..prompting.autocomplete.suggest import MAX_LIMIT, NO_PROFILE
+from ..prompting.autocomplete import CompletionSettings, ready_index, suggest
+from ..prompting.autocomplete.suggestions import MAX_LIMIT, NO_PROFILE
 
 ROUTE = "/animekit/autocomplete"
 USER_CSV = Path("tags") / "danbooru.csv"  # under ComfyUI's models folder, as a1111 tagcomplete names it
@@ -49,12 +49,11 @@ def parse_query(query: Mapping[str, str]) -> tuple[str, CompletionSettings]:
 
 
 def answer(text: str, settings: CompletionSettings) -> dict:
-    index = default_index(user_tags_csv())
-    return {
-        "query": text,
-        "profile": settings.profile,
-        "suggestions": [s.to_json() for s in suggest(index, text, settings)],
-    }
+    """The suggestions, or none with `building: true` while the index is still being built (the
+    editor asks again); a query takes well under a millisecond, so it runs on the server's loop."""
+    index = ready_index(user_tags_csv())
+    suggestions = [] if index is None else [s.to_json() for s in suggest(index, text, settings)]
+    return {"query": text, "profile": settings.profile, "building": index is None, "suggestions": suggestions}
 
 
 async def handle_autocomplete(request):
@@ -64,8 +63,10 @@ async def handle_autocomplete(request):
         text, settings = parse_query(request.query)
     except ValueError as exc:
         return web.json_response({"error": str(exc)}, status=400)
-    loop = asyncio.get_running_loop()
-    return web.json_response(await loop.run_in_executor(None, answer, text, settings))
+    try:
+        return web.json_response(answer(text, settings))
+    except ValueError as exc:  # the user's CSV is unreadable: say which line, as the CLI does
+        return web.json_response({"error": f"tag index: {exc}"}, status=500)
 
 
 def register_route() -> bool:

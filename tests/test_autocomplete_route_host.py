@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,18 +65,25 @@ def get(served, url):
     return loop.run_until_complete(fetch())
 
 
-def get_json(served, url):
+def get_json(served, url, timeout: float = 300):
+    """The route's answer once its index is built (until then it answers `building: true`)."""
     import json
 
-    status, kind, body = get(served, url)
-    assert kind.startswith("application/json"), (status, kind, body[:200])
-    return status, json.loads(body)
+    deadline = time.monotonic() + timeout
+    while True:
+        status, kind, body = get(served, url)
+        assert kind.startswith("application/json"), (status, kind, body[:200])
+        data = json.loads(body)
+        if not (isinstance(data, dict) and data.get("building")):
+            return status, data
+        assert data["suggestions"] == [] and time.monotonic() < deadline
+        time.sleep(0.5)
 
 
 def test_route_answers_prefix_queries_from_the_full_index(served):
     status, data = get_json(served, "/api/animekit/autocomplete?q=gany&profile=animagine-xl-3.0&limit=3&underscores=0")
     assert status == 200
-    assert (data["query"], data["profile"]) == ("gany", "animagine-xl-3.0")
+    assert (data["query"], data["profile"], data["building"]) == ("gany", "animagine-xl-3.0", False)
     first = data["suggestions"][0]
     assert first == {"tag": "ganyu (genshin impact)", "insert": "ganyu \\(genshin impact\\)", "category": "character",
                      "count": 300, "alias": None, "series": "genshin impact", "family": False, "unused": False}
@@ -121,3 +129,14 @@ def test_extension_files_are_served(served):
     status, kind, body = get(served, f"/extensions/{names[0]}/js/autocomplete.css")
     assert status == 200 and kind.startswith("text/css")
     assert body == (PACK_ROOT / "web" / "js" / "autocomplete.css").read_bytes()
+
+
+def test_route_reports_an_unreadable_user_csv(served, tmp_path, monkeypatch):
+    import folder_paths
+
+    (tmp_path / "tags").mkdir()
+    (tmp_path / "tags" / "danbooru.csv").write_text("long_hair,0,900\nganyu,character,10\n", encoding="utf-8")
+    monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path))
+    status, data = get_json(served, "/api/animekit/autocomplete?q=long")
+    assert status == 500
+    assert data["error"].startswith(f"tag index: {tmp_path / 'tags' / 'danbooru.csv'}:2: tag type must be a number")

@@ -9,7 +9,7 @@ import pytest
 from animekit.prompting.autocomplete import CompletionSettings, TagIndex, suggest
 from animekit.prompting.autocomplete.index import TIER_LISTED, TIER_UNRANKED, IndexEntry
 from animekit.prompting.autocomplete.sources import index_entries
-from animekit.prompting.autocomplete.suggest import query_key
+from animekit.prompting.autocomplete.suggestions import query_key
 from animekit.prompting.categories import category_source
 
 CSV = """name,type,count,aliases
@@ -147,3 +147,31 @@ def test_full_index_knows_ganyu_from_tipo_kgen():
     assert len(index) > 900_000
     found = suggest(index, "gany", CompletionSettings(limit=5, profile="animagine-xl-3.0"))
     assert (found[0].tag, found[0].insert, found[0].series) == ("ganyu (genshin impact)", "ganyu \\(genshin impact\\)", "genshin impact")
+
+
+def test_ready_index_does_not_wait_for_the_build_and_keeps_its_error(monkeypatch):
+    import threading
+
+    from animekit.prompting.autocomplete import default_index, ready_index
+    from animekit.prompting.autocomplete import suggestions as suggest_module
+
+    release = threading.Event()
+    small = TagIndex.build([IndexEntry("kana a", "character", TIER_LISTED)])
+
+    def slow_build(csv_path):
+        release.wait(30)
+        if str(csv_path).endswith("bad.csv"):
+            raise ValueError("bad.csv:3: tag type must be a number")
+        return small
+
+    monkeypatch.setattr(suggest_module, "_build", slow_build)
+    monkeypatch.setattr(suggest_module, "_builds", {})
+    assert ready_index("/nowhere/good.csv") is None  # building
+    assert ready_index("/nowhere/bad.csv") is None
+    release.set()
+    assert default_index("/nowhere/good.csv") is small
+    assert ready_index("/nowhere/good.csv") is small
+    with pytest.raises(ValueError, match="bad.csv:3: tag type must be a number"):
+        default_index("/nowhere/bad.csv")
+    with pytest.raises(ValueError, match="bad.csv:3"):
+        ready_index("/nowhere/bad.csv")  # reported again, not rebuilt

@@ -4,6 +4,6 @@ popularity, with the chosen profile's tags first. Pure Python + numpy; ComfyUI's
 nodes/autocomplete_route.py."""
 
 from .index import CATEGORIES, TagIndex
-from .suggest import MAX_LIMIT, NO_PROFILE, CompletionSettings, Suggestion, default_index, suggest
+from .suggestions import MAX_LIMIT, NO_PROFILE, CompletionSettings, Suggestion, default_index, ready_index, suggest
 
-__all__ = ["CATEGORIES", "MAX_LIMIT", "NO_PROFILE", "CompletionSettings", "Suggestion", "TagIndex", "default_index", "suggest"]
+__all__ = ["CATEGORIES", "MAX_LIMIT", "NO_PROFILE", "CompletionSettings", "Suggestion", "TagIndex", "default_index", "ready_index", "suggest"]

@@ -16,6 +16,7 @@ const WIDGETS_ANIMEKIT = "AnimeKit nodes only";
 const NO_PROFILE = "none";
 const MIN_CHARS = 2;
 const DEBOUNCE_MS = 60;
+const BUILDING_RETRY_MS = 700;
 // Where a tag ends: a separator, or a bracket that is not escaped (weights stay where they are).
 const BOUNDARY = new Set([",", "\n", "|", "{", "}", "(", ")", "[", "]"]);
 
@@ -238,6 +239,10 @@ class Autocomplete {
       return;
     }
     if (sequence !== this.sequence || document.activeElement !== textarea) return; // typed on since
+    if (data.building) { // the server is still building its tag index (first use): ask again
+      this.timer = setTimeout(() => this.query(textarea, token, profile), BUILDING_RETRY_MS);
+      return;
+    }
     if (!data.suggestions.length) {
       this.close();
       return;
