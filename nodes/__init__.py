@@ -13,6 +13,7 @@ from .merge_nodes import AnimeKitBlockMergeCheckpoint, AnimeKitBlockMergeClip, A
 from .prompt_nodes import AnimeKitPromptBuilder, AnimeKitPromptEncode, AnimeKitTagFormatter
 from .resolution_nodes import AnimeKitAspectPreset, AnimeKitNearestBucket
 from .training.nodes import AnimeKitDataset, AnimeKitTrainCheckpoint, AnimeKitTrainLora
+from .datasets.nodes import AnimeKitDatasetStats, AnimeKitFormatCaptions, AnimeKitScoreImages, AnimeKitTagImages
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
@@ -26,6 +27,10 @@ def all_nodes() -> list[type[io.ComfyNode]]:
         AnimeKitBlockMergeClip,
         AnimeKitBlockMergeCheckpoint,
         AnimeKitLoraBlockWeight,
+        AnimeKitTagImages,
+        AnimeKitFormatCaptions,
+        AnimeKitScoreImages,
+        AnimeKitDatasetStats,
         AnimeKitDataset,
         AnimeKitTrainLora,
         AnimeKitTrainCheckpoint,

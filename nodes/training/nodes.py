@@ -8,9 +8,12 @@ and CLIP so the same workflow samples with the result. Node ids and input names 
 
 from __future__ import annotations
 
+import dataclasses
+
 from comfy_api.latest import io, ui
 
 from ...training.data.captions import CaptionConfig
+from ...training.data.dataset import above_aesthetic_threshold
 from . import files
 from .dataset import bucket_config, build_dataset, folder_fingerprint
 from .run import run_training
@@ -69,6 +72,9 @@ class AnimeKitDataset(io.ComfyNode):
                                  tooltip="Randomly mirror images. Off for asymmetric characters (hair parts, logos, text)."),
                 io.Boolean.Input("random_crop", default=False,
                                  tooltip="Crop a random part of each resized image instead of its centre (needs cache_latents = none)."),
+                io.Float.Input("min_aesthetic_score", default=0.0, min=0.0, max=100.0, step=0.01, optional=True,
+                               tooltip="Train only on images whose aesthetic score (aesthetic_scores.json, from AnimeKit Score "
+                               "Images) is at least this; the rest are left out, never deleted. 0 = every image."),
             ],
             outputs=[
                 DatasetType.Output("dataset", display_name="dataset", tooltip="For AnimeKit Train LoRA / Train Checkpoint."),
@@ -85,7 +91,7 @@ class AnimeKitDataset(io.ComfyNode):
     def execute(cls, folder, repeats, caption_extension, resolution, min_bucket_size, max_bucket_size, bucket_step,
                 bucket_no_upscale, shuffle_caption, keep_tokens, keep_tokens_separator, caption_separator, caption_prefix,
                 caption_suffix, caption_dropout_rate, caption_dropout_every_n_epochs, caption_tag_dropout_rate, flip,
-                random_crop) -> io.NodeOutput:  # fmt: skip
+                random_crop, min_aesthetic_score=0.0) -> io.NodeOutput:  # fmt: skip
         captions = CaptionConfig(
             prefix=caption_prefix, suffix=caption_suffix, caption_dropout_rate=caption_dropout_rate,
             caption_dropout_every_n_epochs=caption_dropout_every_n_epochs, keep_tokens=keep_tokens,
@@ -95,7 +101,22 @@ class AnimeKitDataset(io.ComfyNode):
         buckets = bucket_config(resolution, min_bucket_size, max_bucket_size, bucket_step, bucket_no_upscale)
         spec = build_dataset(folder, repeats=repeats, caption_extension=caption_extension, buckets=buckets,
                              captions=captions, flip=flip, random_crop=random_crop)  # fmt: skip
+        if min_aesthetic_score:
+            spec = above_aesthetic_score(spec, min_aesthetic_score)
         return io.NodeOutput(spec, spec.preview, ui=ui.PreviewText(spec.preview))
+
+
+def above_aesthetic_score(spec, threshold: float):
+    """The scanned dataset limited to images scored at least `threshold`; the config records it."""
+    index = above_aesthetic_threshold(spec.index, threshold)
+    left_out = [(path, why) for path, why in index.skipped if why.startswith(("below aesthetic", "no aesthetic"))]
+    if not index.records:
+        raise ValueError(f"min_aesthetic_score: no image scores {threshold:g} or more ({len(left_out)} left out, e.g. "
+                         f"{left_out[0][0]}: {left_out[0][1]}); lower it or score the folder (AnimeKit Score Images)")
+    line = (f"aesthetic score >= {threshold:g}: training on {len(index.records)} of {len(spec.index.records)} images; "
+            f"{len(left_out)} left out (not deleted)")  # fmt: skip
+    config = dataclasses.replace(spec.config, min_aesthetic_score=threshold)
+    return dataclasses.replace(spec, config=config, index=index, preview=f"{spec.preview}\n{line}")
 
 
 def _train(cls, values: dict, lora: bool, title: str) -> io.NodeOutput:
