@@ -24,19 +24,21 @@ def schema(host, node_id):
 
 @pytest.mark.parametrize(
     ("node_id", "names"),
-    [("AnimeKitDataset", DATASET_INPUTS), ("AnimeKitTrainLora", HEAD + NETWORK + TAIL), ("AnimeKitTrainCheckpoint", HEAD + TAIL)],
+    [("AnimeKitDataset", DATASET_INPUTS + ["min_aesthetic_score"]), ("AnimeKitTrainLora", HEAD + NETWORK + TAIL),
+     ("AnimeKitTrainCheckpoint", HEAD + TAIL)],
 )
 def test_inputs_keep_their_names_order_and_tooltips(comfy_host, node_id, names):
     found = schema(comfy_host, node_id)
     assert [i.id for i in found.inputs] == names
     assert all(i.tooltip for i in found.inputs), [i.id for i in found.inputs if not i.tooltip]
-    assert not any(getattr(i, "optional", False) for i in found.inputs)
+    optional = [i.id for i in found.inputs if getattr(i, "optional", False)]
+    assert optional == (["min_aesthetic_score"] if node_id == "AnimeKitDataset" else [])  # added last, optional
     assert found.category == "AnimeKit/training"
 
 
 def test_defaults_are_the_documented_ones(comfy_host):
     dataset = {i.id: i.default for i in schema(comfy_host, "AnimeKitDataset").inputs}
-    assert dataset == dict(DATASET_DEFAULTS, folder="", resolution=1024)  # the tests train at 256; users at 1024
+    assert dataset == dict(DATASET_DEFAULTS, folder="", resolution=1024, min_aesthetic_score=0.0)  # the tests train at 256; users at 1024
     lora = {i.id: i.default for i in schema(comfy_host, "AnimeKitTrainLora").inputs if i.id not in HEAD[:4]}
     assert lora == dict(
         LORA_DEFAULTS, filename="animekit_lora", steps=1000, unet_lr=1e-4, text_encoder_lr=5e-5, rank=16, alpha=8.0,
