@@ -50,9 +50,10 @@ KEYS = {  # key -> (code, windowsVirtualKeyCode)
 class Editor:
     def __init__(self, browser: Browser):
         self.browser = browser
+        self.textarea = TEXTAREA  # JS for the text box being typed in
 
     def clear_text(self) -> None:
-        self.browser.evaluate(f"(() => {{ const t = {TEXTAREA}; t.value = ''; t.focus(); return true; }})()")
+        self.browser.evaluate(f"(() => {{ const t = {self.textarea}; t.value = ''; t.focus(); return true; }})()")
         self.browser.evaluate("(() => { window.animekitAutocomplete.close(); return true; })()")
 
     def type(self, text: str) -> None:
@@ -66,7 +67,7 @@ class Editor:
             self.browser.call("Input.dispatchKeyEvent", type=kind, key=key, code=code, windowsVirtualKeyCode=number)
 
     def value(self) -> str:
-        return self.browser.evaluate(f"{TEXTAREA}.value")
+        return self.browser.evaluate(f"{self.textarea}.value")
 
     def rows(self, timeout: float = 120) -> list[dict]:
         """The suggestion list once shown (the first query may wait for the index to be built)."""
@@ -78,7 +79,7 @@ class Editor:
     def screenshot(self, name: str) -> Path:
         """The text box and the list below it."""
         box = self.browser.evaluate(
-            f"(() => {{ const a = {TEXTAREA}.getBoundingClientRect();"
+            f"(() => {{ const a = {self.textarea}.getBoundingClientRect();"
             " const p = document.querySelector('.animekit-autocomplete').getBoundingClientRect();"
             " return [Math.min(a.left, p.left), Math.min(a.top, p.top), Math.max(a.right, p.right), Math.max(a.bottom, p.bottom)]; })()"
         )
@@ -153,12 +154,12 @@ def test_escape_closes_the_list_and_keeps_the_text(editor):
 
 def test_enter_and_mouse_insert_and_weights_stay(editor):
     editor.clear_text()
-    editor.browser.evaluate(f"(() => {{ const t = {TEXTAREA}; t.value = '(smile:1.2), '; t.setSelectionRange(1, 1); t.focus(); return true; }})()")
-    editor.type("gany")  # inside the weight group, before `smile`
+    editor.browser.evaluate(f"(() => {{ const t = {TEXTAREA}; t.value = 'smile, (:1.2)'; t.setSelectionRange(8, 8); t.focus(); return true; }})()")
+    editor.type("gany")  # inside the weight group
     first = editor.rows()[0]["name"]
     assert first == "ganyu (genshin impact)"
     editor.press("Enter")
-    assert editor.value() == "(ganyu \\(genshin impact\\)smile:1.2), "
+    assert editor.value() == "smile, (ganyu \\(genshin impact\\):1.2)"
     assert not editor.popup_open()
 
     editor.clear_text()
@@ -186,3 +187,31 @@ def test_profile_setting_puts_its_tags_first_in_plain_text_boxes(editor):
         editor.press("Escape")
     finally:
         editor.browser.evaluate(f"app.extensionManager.setting.set('AnimeKit.Autocomplete.Profile', {json.dumps('none')}).then(() => true)")
+
+
+def test_a_profile_chosen_on_an_animekit_node_is_used_for_its_text_box(editor):
+    editor.browser.evaluate(
+        "(() => { const n = LiteGraph.createNode('AnimeKitTagFormatter'); const p = window.__animekitNode.pos;"
+        " n.pos = [p[0] + 460, p[1]]; app.graph.add(n); n.widgets.find((w) => w.name === 'profile').value = 'animagine-xl-4.0';"
+        " window.__animekitFormatter = n; app.canvas.setDirty(true, true); return true; })()"
+    )
+    editor.textarea = "window.__animekitFormatter.widgets.find((w) => w.name === 'tags').inputEl"
+    editor.browser.wait_for_js(f"{editor.textarea}.isConnected", 30, "the formatter's text box")
+    time.sleep(0.5)
+    try:
+        editor.clear_text()
+        editor.type("year 20")
+        rows = editor.rows()
+        assert [row["name"] for row in rows[:3]] == ["year 2025", "year 2024", "year 2023"]
+        assert all("animekit-ac-family" in row["classes"].split() for row in rows[:3])
+        editor.press("Escape")
+        editor.clear_text()
+        editor.type("very aes")  # Animagine 3.1's aesthetic tag: not 4.0's
+        rows = editor.rows()
+        marked = {row["name"]: "animekit-ac-unused" in row["classes"].split() for row in rows}
+        assert marked["very aesthetic"] is True
+        editor.screenshot("animagine-4-very-aesthetic")
+        editor.press("Tab")
+        assert editor.value().startswith(rows[0]["name"].replace("(", "\\(").replace(")", "\\)"))
+    finally:
+        editor.textarea = TEXTAREA
