@@ -215,3 +215,37 @@ def test_a_profile_chosen_on_an_animekit_node_is_used_for_its_text_box(editor):
         assert editor.value().startswith(rows[0]["name"].replace("(", "\\(").replace(")", "\\)"))
     finally:
         editor.textarea = TEXTAREA
+
+
+def set_setting(editor, setting_id: str, value) -> None:
+    editor.browser.evaluate(f"app.extensionManager.setting.set({json.dumps(setting_id)}, {json.dumps(value)}).then(() => true)")
+
+
+def test_settings_defaults_underscores_and_widget_choice(editor):
+    defaults = editor.browser.evaluate(
+        "['Enabled', 'Limit', 'Underscores', 'Widgets', 'Profile'].map((n) => app.extensionManager.setting.get('AnimeKit.Autocomplete.' + n))"
+    )
+    assert defaults == [True, 20, False, "All text boxes", "none"]
+    try:
+        set_setting(editor, "AnimeKit.Autocomplete.Underscores", True)
+        set_setting(editor, "AnimeKit.Autocomplete.Limit", 5)
+        editor.clear_text()
+        editor.type("gany")
+        assert len(editor.rows()) == 5
+        editor.press("Tab")
+        assert editor.value() == "ganyu_\\(genshin_impact\\), "
+
+        set_setting(editor, "AnimeKit.Autocomplete.Widgets", "AnimeKit nodes only")
+        editor.clear_text()
+        editor.type("gany")
+        time.sleep(1.5)  # well past the debounce and a query
+        assert not editor.popup_open()
+        set_setting(editor, "AnimeKit.Autocomplete.Widgets", "All text boxes")
+        set_setting(editor, "AnimeKit.Autocomplete.Enabled", False)
+        editor.clear_text()
+        editor.type("gany")
+        time.sleep(1.5)
+        assert not editor.popup_open()
+    finally:
+        for name, value in (("Underscores", False), ("Limit", 20), ("Widgets", "All text boxes"), ("Enabled", True)):
+            set_setting(editor, f"AnimeKit.Autocomplete.{name}", value)
