@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..checkpoints.architecture import SD15, SDXL, Architecture
+from .naming import CLI, Naming
 from .presets import PresetBook, builtin_presets, finite_numbers, for_architecture, load_presets
 
 CUSTOM = "custom"
@@ -75,8 +76,10 @@ def resolve_weights(
     preset: str | None = None,
     weights: str | Sequence[float] | None = None,
     book: PresetBook | None = None,
+    naming: Naming = CLI,
 ) -> BlockWeights:
-    """Exactly one of a preset name (not 'custom') or a weight list gives the per-block weights."""
+    """Exactly one of a preset name (not 'custom') or a weight list gives the per-block weights;
+    `naming` words the advice for the caller (CLI flags or node inputs)."""
     book = book or builtin_presets()
     preset = (preset or "").strip()
     has_list = weights is not None and (not isinstance(weights, str) or weights.strip() != "")
@@ -97,7 +100,8 @@ def resolve_weights(
         )
     if isinstance(weights, str):
         if weights.strip() in book.presets:
-            raise ValueError(f"{weights.strip()!r} is a preset name: choose it as the preset, not as the weights list")
+            name = weights.strip()
+            raise ValueError(f"{name!r} is a preset name, not a list of weights: use {naming('preset', name)}")
         values = parse_weight_list(weights)
     else:
         values = tuple(weights)
@@ -111,6 +115,7 @@ class WeightChoice:
     preset: str | None = None
     weights: str | tuple[float, ...] | None = None
     preset_file: str | None = None
+    naming: Naming = CLI  # how advice names the preset and weights settings
 
     def resolve(self, arch: Architecture) -> BlockWeights:
-        return resolve_weights(arch, self.preset, self.weights, load_presets(self.preset_file))
+        return resolve_weights(arch, self.preset, self.weights, load_presets(self.preset_file), self.naming)

@@ -105,7 +105,7 @@ def beta_input():
 
 
 def _choice(preset: str, weights: str) -> WeightChoice:
-    return WeightChoice(preset=preset, weights=weights, preset_file=user_preset_file())
+    return WeightChoice(preset=preset, weights=weights, preset_file=user_preset_file(), naming=NODES)
 
 
 # --- lazy in-graph patches ----------------------------------------------------------------------

@@ -89,6 +89,16 @@ def test_nodes_get_the_same_report_in_node_input_words(sd15):
     assert len(differing) == 3
 
 
+def test_a_preset_name_given_as_weights_is_advised_in_each_callers_words(sd15, capsys):
+    from animekit.checkpoints.architecture import SD15
+    from animekit.merge.weights import resolve_weights
+
+    assert main(merge_args(sd15, "--weights", "GRAD_V", "--explain")) == 2
+    assert "'GRAD_V' is a preset name, not a list of weights: use --preset GRAD_V" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"^'GRAD_V' is a preset name, not a list of weights: use preset = GRAD_V$"):
+        resolve_weights(SD15, weights="GRAD_V", naming=NODES)
+
+
 # --- one weight for every block, negative weights ---------------------------------------------------
 
 def test_one_weight_and_alpha_mean_every_block(sd15, tmp_path):
