@@ -25,6 +25,9 @@ FINETUNE_BASE = "animagine-xl-2.0.safetensors"  # what Animagine XL 3.0 was fine
 LORA_DATASET = "my_character"  # a folder in ComfyUI's input folder, kohya layout
 LORA_TRIGGER = "mychar"
 STAGE1_DATASET = "finetune/stage1"
+RAW_DATASET = "my_raw_images"  # a folder of untagged images in ComfyUI's input folder
+DATASET_TRIGGER = "mychar"
+MIN_AESTHETIC = 0.5  # P(aesthetic) from a Cafe-aesthetic-kind classifier
 STAGE2_DATASET = "finetune/stage2"
 
 OUTPUT_PREFIX = "AnimeKit"
@@ -431,6 +434,90 @@ Checkpoints go to `output/checkpoints/animagine-manner/`; the last group samples
     b.group("Sample the fine-tuned model", [prompt, size, sampler, decode, save])
 
 
+def raw_folder_to_lora(b: WorkflowBuilder) -> None:
+    b.note(
+        f"""
+# From a raw image folder to a LoRA, the seeds' way
+
+Put untagged images in `ComfyUI/input/{RAW_DATASET}/`. The dataset nodes run in the order the seed models'
+datasets were made, each passing the folder on to the next:
+
+1. **Tag Images**: a WD14 tagger (`model.onnx` + `selected_tags.csv`, e.g. SmilingWolf's wd-*-tagger) in
+   `models/animekit_taggers/<name>/`, or its path. Images that already have a caption keep it.
+2. **Format Captions**: Animagine XL 3.0's training order, `1girl, character, series ||| everything else`, with
+   quality / rating / year tags from each image's metadata JSON when there is one. Turn *write* off to only
+   preview; originals are kept as `.txt.orig`.
+3. **Score Images**: an aesthetic model (Cafe-aesthetic kind, or CLIP + MLP like waifu-scorer) in
+   `models/animekit_aesthetic/<name>/`, as AnimeDiffusion filtered its data. Scores go to `aesthetic_scores.json`.
+4. **Dataset Stats**: tags, buckets, over-long captions, small images and duplicates: read it before training.
+5. **AnimeKit Dataset** trains on images scoring at least *min_aesthetic_score* ({number(MIN_AESTHETIC)}), never
+   deleting the others, with *keep_tokens_separator* `|||` so the front of each caption stays in place while the
+   rest is shuffled (Animagine's "Shuffle Separator").
+
+The LoRA (rank 16 / alpha 8, AdamW 1e-4, 1000 steps at 1024 buckets) is saved to
+`models/loras/animekit/{DATASET_TRIGGER}.safetensors`.
+""",
+        column=0,
+        title="About this workflow",
+    )
+    tag = b.add("AnimeKitTagImages", {"folder": RAW_DATASET, "general_threshold": 0.35, "character_threshold": 0.85,
+                                      "exclude": "watermark, signature, artist name"}, column=1, width=340)  # fmt: skip
+    fmt = b.add("AnimeKitFormatCaptions", {"profile": ANIMAGINE, "write": True, "use_metadata": True, "separator": "|||"},
+                column=1, width=340)  # fmt: skip
+    b.link(tag, "folder", fmt, "folder")
+    score = b.add("AnimeKitScoreImages", {"label": ""}, column=2, width=340)
+    b.link(fmt, "folder", score, "folder")
+    stats = b.add("AnimeKitDatasetStats", {"profile": ANIMAGINE, "near_distance": 4}, column=2, width=340)
+    b.link(score, "folder", stats, "folder")
+    b.group("Prepare the dataset", [tag, fmt, score, stats])
+    dataset = b.add("AnimeKitDataset", {
+        "repeats": 0, "caption_extension": ".txt", "resolution": 1024, "min_bucket_size": 512, "max_bucket_size": 2048,
+        "bucket_step": 64, "shuffle_caption": True, "keep_tokens": 0, "keep_tokens_separator": "|||",
+        "caption_dropout_rate": 0.1, "flip": False, "min_aesthetic_score": MIN_AESTHETIC,
+    }, column=3, width=360)  # fmt: skip
+    b.link(stats, "folder", dataset, "folder")
+    preview = b.add("PreviewAny", column=3, title="Dataset preview", width=360)
+    b.link(dataset, "preview", preview, "source")
+    loader = b.add("CheckpointLoaderSimple", {"ckpt_name": ANIMAGINE_CHECKPOINT}, column=4)
+    train = b.add("AnimeKitTrainLora", {
+        "filename": f"animekit/{DATASET_TRIGGER}", "steps": 1000, "batch_size": 1, "gradient_accumulation": 1,
+        "unet_lr": 1e-4, "train_text_encoder": False, "rank": 16, "alpha": 8.0, "min_snr_gamma": 5.0,
+        "optimizer": "adamw", "lr_scheduler": "constant_with_warmup", "warmup_steps": 50,
+        "gradient_checkpointing": True, "cache_latents": "memory", "training_seed": 42, "sample_every_n_steps": 250,
+        "sample_prompts": "masterpiece, best quality, 1girl, solo, smile, upper body",
+        "sample_negative": load_profile(ANIMAGINE).negative, "sample_steps": sampling(ANIMAGINE).steps,
+        "sample_cfg": sampling(ANIMAGINE).cfg,
+    }, column=4, width=400)  # fmt: skip
+    b.link(loader, "MODEL", train, "model")
+    b.link(loader, "CLIP", train, "clip")
+    b.link(loader, "VAE", train, "vae")
+    b.link(dataset, "dataset", train, "dataset")
+    loss = b.add("PreviewImage", column=5, title="Loss", width=400)
+    b.link(train, "loss_graph", loss, "images")
+
+    b.next_band()
+    prompt = b.add("AnimeKitPromptBuilder", {
+        "profile": ANIMAGINE, "subject": "1girl", "solo": True, "tags": "smile, looking at viewer, upper body",
+        "quality": "default", "sfw_guard": True, "negative_preset": "default",
+    }, column=3, width=360)  # fmt: skip
+    size = b.add("AnimeKitAspectPreset", {"profile": ANIMAGINE, "size": "832x1216 (13:19 portrait)", "batch_size": 1}, column=3)
+    positive = b.add("CLIPTextEncode", {"text": ""}, column=4, title="Positive prompt", colors=("#232", "#353"))
+    negative = b.add("CLIPTextEncode", {"text": ""}, column=4, title="Negative prompt", colors=("#322", "#533"))
+    for encode, output in ((positive, "positive"), (negative, "negative")):
+        b.link(prompt, output, encode, "text")
+        b.link(train, "clip", encode, "clip")
+    sampler = b.add("KSampler", ksampler(ANIMAGINE), column=5, title="Sample with the new LoRA")
+    b.link(train, "model", sampler, "model")
+    b.link(positive, 0, sampler, "positive")
+    b.link(negative, 0, sampler, "negative")
+    b.link(size, "LATENT", sampler, "latent_image")
+    decode = b.add("VAEDecode", column=6, width=220)
+    b.link(sampler, "LATENT", decode, "samples")
+    b.link(loader, "VAE", decode, "vae")
+    save = b.add("SaveImage", {"filename_prefix": f"{OUTPUT_PREFIX}/lora-{DATASET_TRIGGER}"}, column=6, width=360)
+    b.link(decode, "IMAGE", save, "images")
+
+
 WORKFLOWS: tuple[WorkflowSpec, ...] = (
     WorkflowSpec(
         "animagine-xl-3-text-to-image",
@@ -467,5 +554,13 @@ WORKFLOWS: tuple[WorkflowSpec, ...] = (
         "Animagine XL 3.0's recipe: stage 1 trains UNet and text encoders, stage 2 refines the UNet only "
         "with noise offset 0.0357, then the result is sampled.",
         two_stage_finetune,
+    ),
+    WorkflowSpec(
+        "raw-folder-to-lora",
+        "Raw image folder to LoRA (tag, order, filter, train)",
+        "Untagged images tagged with a WD14 tagger, captions put in Animagine XL 3.0's training order with the "
+        "keep-tokens separator, scored with an aesthetic model, inspected, trained into a LoRA above a score, "
+        "then sampled with the new LoRA.",
+        raw_folder_to_lora,
     ),
 )
