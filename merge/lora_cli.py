@@ -1,4 +1,4 @@
-"""`animekit extract-lora` (a LoRA from two checkpoints) and its LoRA siblings."""
+"""`animekit extract-lora` (a LoRA from two checkpoints) and `animekit bake-lora` (LoRAs into a checkpoint)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .checkpoint_merge import OUTPUT_DTYPES
+from .lora_bake import BakeConfig, bake_loras, parse_lora_argument
 from .lora_extract import DTYPES, ExtractConfig, extract_lora
 
 
@@ -32,6 +34,24 @@ def register(sub) -> None:
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(run=run_extract)
 
+    bake = sub.add_parser(
+        "bake-lora",
+        help="bake kohya LoRA / LoCon files into a checkpoint, with per-block weights, streamed file to file",
+        description="W + strength * w[block] * alpha/rank * up@down for every LoRA module, streamed tensor by tensor "
+        "(bounded memory), written atomically with the recipe in sd_merge_recipe. Text encoders use the vector's BASE "
+        "value. LyCORIS LoHa / LoKr / OFT / DoRA files are refused by name.",
+    )
+    bake.add_argument("checkpoint", help="the SD1.x / SDXL checkpoint")
+    bake.add_argument("loras", nargs="+", metavar="LORA[:STRENGTH]", help="LoRA files, each with an optional :strength (default 1)")
+    bake.add_argument("--lbw", metavar="VECTOR_OR_PRESET",
+                      help="block weights for every LoRA: 17 / 12 (A1111 LBW), 26 / 20 (MBW) values, or a preset "
+                      "(ALL, INS, IND, INALL, MIDD, OUTD, OUTS, OUTALL, ... or an MBW preset)")
+    bake.add_argument("-o", "--output", required=True, help="output .safetensors")
+    bake.add_argument("--dtype", choices=list(OUTPUT_DTYPES), default="fp16", help="output float dtype (default fp16; keep = the checkpoint's)")
+    bake.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    bake.add_argument("--quiet", action="store_true", help="no progress bar")
+    bake.set_defaults(run=run_bake)
+
 
 def run_extract(args: argparse.Namespace) -> int:
     config = ExtractConfig(
@@ -57,4 +77,29 @@ def run_extract(args: argparse.Namespace) -> int:
             bar.close()
     print(result.report(), end="")
     print(f"wrote {result.path}", file=sys.stderr)
+    return 0
+
+
+def run_bake(args: argparse.Namespace) -> int:
+    config = BakeConfig(
+        checkpoint=Path(args.checkpoint), loras=tuple(parse_lora_argument(t) for t in args.loras), output=Path(args.output),
+        lbw=args.lbw, dtype=args.dtype, overwrite=args.overwrite,
+    )
+    bars = []
+
+    def progress(done: int, total: int) -> None:
+        if args.quiet:
+            return
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=total, unit="tensor", desc="baking", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = bake_loras(config, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(result.report(), end="")
     return 0

@@ -1,0 +1,117 @@
+"""Benchmark `animekit extract-lora` beside kohya sd-scripts' networks/extract_lora_from_models.py.
+
+    python benchmarks/bench_extract_lora.py --kohya /tmp/sd-scripts [--rank 4] [--workdir DIR] [--keep]
+
+Writes two random-weight fp16 SD1.5 checkpoints of the real full-size layout (tests/support/checkpoints.py,
+~2.1 GB each; "tuned" and "base" differ everywhere, so every layer's SVD is full work), then extracts a
+rank-N LoRA from them with each tool, each in its own process, on the CPU, saving fp16:
+
+- animekit: ``python -m animekit extract-lora TUNED BASE --rank N --device cpu``
+- kohya:    ``extract_lora_from_models.py --model_tuned TUNED --model_org BASE --dim N --save_precision fp16
+  --device cpu`` (sd-scripts checked out anywhere, given by --kohya; it runs in this environment with
+  stand-ins for torchvision and cv2, which only its image helpers import, written into the work folder)
+
+Prints wall time and peak RSS (os.wait4's ru_maxrss of that process) with the ratios, and compares the two
+LoRAs: the same module names, and per layer the relative difference of up @ down (sign-free). Targets
+(issue 12): faster than kohya, under 1 GB RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = '''"""Run a script with transformers / diffusers imported first, then stand-ins for torchvision and cv2."""
+import runpy, sys, types
+import diffusers  # noqa: F401
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: F401
+for name in ("torchvision", "torchvision.transforms", "cv2"):
+    sys.modules.setdefault(name, types.ModuleType(name))
+sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+'''
+
+
+def run_measured(name: str, argv: list[str], *, cwd=None, env=None) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    output = proc.stdout.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{name} failed:\n{output[-3000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def compare(ours: Path, theirs: Path) -> str:
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(ours), load_file(theirs)
+    names_a = {k.split(".", 1)[0] for k in a}
+    names_b = {k.split(".", 1)[0] for k in b}
+    diffs = []
+    for name in sorted(names_a & names_b):
+        pa = a[f"{name}.lora_up.weight"].float().flatten(1) @ a[f"{name}.lora_down.weight"].float().flatten(1)
+        pb = b[f"{name}.lora_up.weight"].float().flatten(1) @ b[f"{name}.lora_down.weight"].float().flatten(1)
+        diffs.append(float((pa - pb).norm() / pb.norm()))
+    diffs.sort()
+    return (f"modules: animekit {len(names_a)}, kohya {len(names_b)}, common {len(names_a & names_b)}; "
+            f"up@down relative difference median {diffs[len(diffs) // 2]:.2e}, max {diffs[-1]:.2e}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kohya", required=True, help="an sd-scripts checkout (holds networks/extract_lora_from_models.py)")
+    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--workdir", help="where the test checkpoints go (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the checkpoints and LoRAs")
+    args = parser.parse_args()
+    kohya = Path(args.kohya).resolve()
+    script = kohya / "networks" / "extract_lora_from_models.py"
+    if not script.is_file():
+        raise SystemExit(f"--kohya {str(kohya)!r}: no networks/extract_lora_from_models.py there")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="animekit-bench-extract-"))
+    work.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.checkpoints import write_checkpoint
+
+    base, tuned = work / "base.safetensors", work / "tuned.safetensors"
+    try:
+        for path, seed in ((base, 1), (tuned, 2)):
+            if not path.exists():
+                write_checkpoint(path, "sd15", seed=seed, full_size=True)
+        (work / "run_kohya.py").write_text(RUNNER)
+        ours, theirs = work / "animekit.safetensors", work / "kohya.safetensors"
+        for out in (ours, theirs):
+            out.unlink(missing_ok=True)
+        env = dict(os.environ)  # `python -m animekit` needs the package installed (pip install -e .)
+        a_wall, a_rss = run_measured("animekit", [sys.executable, "-m", "animekit", "extract-lora", str(tuned), str(base),
+                                                  "--rank", str(args.rank), "--device", "cpu", "--quiet", "-o", str(ours)], env=env)
+        k_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(kohya), str(kohya / "networks")]))
+        k_wall, k_rss = run_measured("kohya", [sys.executable, str(work / "run_kohya.py"), str(script), "--model_org", str(base),
+                                               "--model_tuned", str(tuned), "--save_to", str(theirs), "--dim", str(args.rank),
+                                               "--save_precision", "fp16", "--device", "cpu"], cwd=kohya, env=k_env)
+        print(f"SD1.5 full-size, rank {args.rank}, CPU ({os.cpu_count()} cores)")
+        print(f"{'tool':<10} {'wall s':>8} {'peak RSS MB':>12}")
+        print(f"{'animekit':<10} {a_wall:>8.1f} {a_rss:>12.0f}")
+        print(f"{'kohya':<10} {k_wall:>8.1f} {k_rss:>12.0f}")
+        print(f"ratios animekit/kohya: wall {a_wall / k_wall:.2f}x, peak RSS {a_rss / k_rss:.2f}x")
+        print(compare(ours, theirs))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
