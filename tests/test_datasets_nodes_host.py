@@ -143,3 +143,41 @@ def test_model_folder_choices_and_errors(comfy_host, tmp_path):
         prompt["stats"]["inputs"]["folder"] = str(tmp_path / "nothing-here")
         result = execute_prompt(comfy_host, prompt)
         assert not result.success and "does not exist" in result.error["exception_message"]
+
+
+def test_bundled_workflow_prepares_a_raw_folder(comfy_host, tmp_path):
+    """The raw-folder-to-lora workflow's dataset half (tag -> format -> score -> stats -> Dataset), run as
+    the file says with tiny tagger and scorer paths filled in; training is the trainer tests' subject."""
+    from support.tiny_tagger import write_tagger
+    from support.workflow_files import WORKFLOWS_DIR, load
+    from support.workflow_ui_to_api import ui_to_api
+    from workflows.nodeinfo import LiveCatalog
+    from workflows.specs import MIN_AESTHETIC, RAW_DATASET
+
+    keep = {"AnimeKitTagImages", "AnimeKitFormatCaptions", "AnimeKitScoreImages", "AnimeKitDatasetStats", "AnimeKitDataset", "PreviewAny"}
+    prompt = {k: v for k, v in ui_to_api(load(WORKFLOWS_DIR / "raw-folder-to-lora.json"), LiveCatalog(comfy_host)).items()
+              if v["class_type"] in keep}
+    ids = {v["class_type"]: k for k, v in prompt.items()}
+    assert prompt[ids["AnimeKitDataset"]]["inputs"]["min_aesthetic_score"] == MIN_AESTHETIC
+    assert prompt[ids["AnimeKitDataset"]]["inputs"]["keep_tokens_separator"] == "|||"
+    scorer = _tiny_classifier(tmp_path / "cafe")
+    with torch.no_grad():  # a constant classifier: P(aesthetic) = sigmoid(2) = 0.88 for every image
+        model = transformers.ViTForImageClassification.from_pretrained(scorer)
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([1.0, -1.0]))
+        model.save_pretrained(scorer)
+    prompt[ids["AnimeKitTagImages"]]["inputs"]["tagger_path"] = str(write_tagger(tmp_path / "wd"))
+    prompt[ids["AnimeKitScoreImages"]]["inputs"]["scorer_path"] = str(scorer)
+    with configure_folders(tmp_path / "run") as folders:
+        folder = folders.input / RAW_DATASET
+        folder.mkdir()
+        for name, colour in (("blue", (0, 0, 255)), ("green", (0, 255, 0))):
+            Image.new("RGB", (640, 640), colour).save(folder / f"{name}.png")
+        result = run_prompt(comfy_host, prompt)
+        assert (folder / "green.txt").read_text() == "1girl, ganyu (genshin impact) ||| ^_^\n"  # no metadata: no special tags
+        assert (folder / "blue.txt").read_text() == "1girl ||| blue tag, ^_^\n"  # threshold 0.35, watermark excluded
+        scores = json.loads((folder / "aesthetic_scores.json").read_text())["scores"]
+        assert scores == pytest.approx({"blue.png": 0.8808, "green.png": 0.8808}, abs=1e-4)
+        spec = result.output(ids["AnimeKitDataset"], 0)
+        assert len(spec.index.records) == 2 and spec.config.captions.keep_tokens_separator == "|||"
+        assert "training on 2 of 2 images" in spec.preview
