@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .training import cli as training_cli
     from .datasets import cli as datasets_cli
 
-    parser = argparse.ArgumentParser(prog="animekit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="animekit",
+        description="AnimeKit on the command line: Danbooru-tag prompts, aspect buckets, block-weighted merges and "
+        "LoRA / fine-tune training for SD1.5 and SDXL anime models.",
+        epilog="Run `animekit COMMAND --help` for what a command does and its options.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (prompting_cli, sizes_cli, merge_cli, merge_lora_cli, training_cli, datasets_cli):
         module.register(sub)

@@ -19,7 +19,8 @@ def register(sub) -> None:
         "(see training/animagine_stage1.toml). Multi-GPU: accelerate launch -m animekit train CONFIG.toml",
     )
     parser.add_argument("config", help="training TOML file")
-    parser.add_argument("--resume", metavar="DIR", help="a state-<step> folder, or an output folder (its newest state)")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="a saved state folder (e.g. out/state-00000400), or an output folder (its newest state)")
     parser.add_argument("--check", action="store_true", help="validate the config and scan the dataset, then exit")
     parser.set_defaults(run=run_train)
 
