@@ -272,15 +272,24 @@ def test_bad_settings_are_refused_before_any_work(comfy_host, comfy_folders):
     import comfy.supported_models as sm
 
     from support.comfy_models import TINY_UNET
+    from support.train_nodes import DATASET_DEFAULTS
 
     write_dataset(comfy_folders.input / "chars", count=1)
     work = comfy_folders.output / "animekit_training"
-    with pytest.raises(ValueError, match=r"^cache_text_encoder_outputs and train_text_encoder contradict each other"):
+    # the trainer config's own rules, in this node's input names (training/flat_settings.py)
+    with pytest.raises(ValueError, match=r"^cache_text_encoder_outputs caches the outputs of frozen text encoders, but "
+                       r"train_text_encoder is true; turn one of them off$"):
         run_values(comfy_host, comfy_folders, cache_text_encoder_outputs=True, train_text_encoder=True)
-    with pytest.raises(ValueError, match=r"^sample_every_n_steps is set but sample_prompts is empty"):
+    with pytest.raises(ValueError, match=r"^sample_every_n_steps is set but sample_prompts is empty$"):
         run_values(comfy_host, comfy_folders, sample_every_n_steps=5)
-    with pytest.raises(ValueError, match=r"^optimizer: 'sgd' is not one of adamw"):
-        run_values(comfy_host, comfy_folders, optimizer="sgd")
+    with pytest.raises(ValueError, match=r"^optimizer must be one of 'adamw', 'adamw8bit', 'adafactor', 'prodigy', got 'sgd'$"):
+        run_values(comfy_host, comfy_folders, optimizer="sgd")  # ComfyUI 0.3.64 does not check V3 combo values
+    with pytest.raises(ValueError, match=r"^mixed_precision must be one of 'no', 'fp16', 'bf16', got 'fp8'$"):
+        run_values(comfy_host, comfy_folders, mixed_precision="fp8")
+    crop = pack(comfy_host, "nodes.training.nodes").AnimeKitDataset.execute(**dict(DATASET_DEFAULTS, folder="chars", random_crop=True))
+    with pytest.raises(ValueError, match=r"^cache_latents with random_crop would freeze one crop per image; turn off "
+                       r"random_crop or set cache_latents = 'none'$"):
+        run_values(comfy_host, comfy_folders, dataset=crop.args[0])
     with pytest.raises(ValueError, match=r"^filename: '\.\./x' is not a plain file name"):
         run_values(comfy_host, comfy_folders, filename="../x")
     with pytest.raises(ValueError, match=r"^continue_from: no LoRA named 'nope.safetensors'"):

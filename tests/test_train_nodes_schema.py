@@ -59,3 +59,21 @@ def test_outputs(comfy_host):
         assert [o.io_type for o in outputs] == ["MODEL", "CLIP", "STRING", "IMAGE"]
         assert [o.display_name for o in outputs] == ["model", "clip", name, "loss_graph"]
         assert all(o.tooltip for o in outputs)
+
+
+def test_choice_lists_are_the_trainer_configs_own(comfy_host):
+    """One source: the combos list what training/config.py's types allow (plus `auto` precision)."""
+    from animekit.training.options import LATENT_CACHES, LR_SCHEDULERS, MIXED_PRECISIONS, OPTIMIZERS
+
+    for node_id in ("AnimeKitTrainLora", "AnimeKitTrainCheckpoint"):
+        combos = {i.id: list(i.options) for i in schema(comfy_host, node_id).inputs if i.id != "continue_from" and hasattr(i, "options")}
+        assert combos == {"optimizer": list(OPTIMIZERS), "lr_scheduler": list(LR_SCHEDULERS),
+                          "mixed_precision": list(MIXED_PRECISIONS), "cache_latents": list(LATENT_CACHES)}  # fmt: skip
+
+
+def test_reworded_errors_name_real_inputs(comfy_host):
+    """Every config key an error may name is reworded to an input a user can find on a node."""
+    from animekit.training.flat_settings import INPUT_NAMES
+
+    inputs = {i.id for node_id in ("AnimeKitTrainLora", "AnimeKitDataset") for i in schema(comfy_host, node_id).inputs}
+    assert set(INPUT_NAMES.values()) <= inputs, set(INPUT_NAMES.values()) - inputs

@@ -14,12 +14,13 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 import comfy.model_management
 import comfy.utils
 
 from ...training.hooks import Hooks, Progress
+from ...training.loss_graph import loss_graph_pixels
 
 log = logging.getLogger(__name__)
 
@@ -130,53 +131,7 @@ class TrainingMonitor:
     # ---------------------------------------------------------------------------------- outputs
     def loss_graph(self) -> torch.Tensor:
         """The loss per step (raw and smoothed) as an IMAGE [1, H, W, 3]."""
-        return torch.from_numpy(np.asarray(draw_loss_graph(self.losses, self.title), dtype=np.float32) / 255.0)[None]
+        return torch.from_numpy(loss_graph_pixels(self.losses, self.title))[None]
 
     def sample_images(self) -> torch.Tensor | None:
         return torch.cat(self.samples) if self.samples else None
-
-
-def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
-    """Debiased exponential moving average (TensorBoard's smoothing)."""
-    out, avg = [], 0.0
-    for i, value in enumerate(values, start=1):
-        avg = weight * avg + (1 - weight) * value
-        out.append(avg / (1 - weight**i))
-    return out
-
-
-def draw_loss_graph(losses: list[tuple[int, float]], title: str, size: tuple[int, int] = (768, 384)) -> Image.Image:
-    width, height = size
-    left, right, top, bottom = 64, 16, 28, 36
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    draw.text((left, 8), f"{title}: loss per step", fill="black", font=font)
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    if not losses:
-        draw.text((left + 10, height // 2), "no training steps", fill="gray", font=font)
-        return img
-    steps = [s for s, _ in losses]
-    values = [v for _, v in losses]
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    first, last = steps[0], max(steps[-1], steps[0] + 1)
-
-    def point(step, value):
-        x = left + (step - first) / (last - first) * (width - left - right)
-        y = height - bottom - (value - lo) / (hi - lo) * (height - top - bottom)
-        return x, y
-
-    if len(losses) > 1:
-        draw.line([point(s, v) for s, v in losses], fill=(160, 190, 235), width=1)
-        draw.line([point(s, v) for s, v in zip(steps, smoothed(values))], fill=(20, 60, 160), width=2)
-    else:
-        x, y = point(steps[0], values[0])
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(20, 60, 160))
-    draw.text((4, top), f"{hi:.4f}", fill="black", font=font)
-    draw.text((4, height - bottom - 12), f"{lo:.4f}", fill="black", font=font)
-    draw.text((left, height - bottom + 6), f"step {first}", fill="black", font=font)
-    label = f"step {steps[-1]}"
-    draw.text((width - right - 8 * len(label), height - bottom + 6), label, fill="black", font=font)
-    return img

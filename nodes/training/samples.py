@@ -10,33 +10,24 @@ resume stays exact.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 
 import comfy.k_diffusion.sampling
 import comfy.samplers
 
+from ...training.config import SampleConfig
 from ...training.protocols import ModelBundle, SizeConditioning
 
 
-@dataclass(frozen=True)
-class SampleSettings:
-    prompts: tuple[str, ...]
-    negative: str = ""
-    width: int = 1024
-    height: int = 1024
-    steps: int = 20
-    cfg: float = 7.0
-    seed: int = 0
-    scheduler: str = "karras"
+SCHEDULER = "karras"  # with DPM++ 2M: ComfyUI's dpmpp_2m / karras
 
 
 def _param(module: torch.nn.Module) -> torch.Tensor:
     return next(module.parameters())
 
 
-def render_samples(bundle: ModelBundle, settings: SampleSettings, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+def render_samples(bundle: ModelBundle, settings: SampleConfig, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Images [N, H, W, 3] in [0, 1] on the CPU, one per prompt, with classifier-free guidance."""
     model, vae = bundle.extras["model"], bundle.extras["vae"]
     if vae is None:
@@ -44,7 +35,7 @@ def render_samples(bundle: ModelBundle, settings: SampleSettings, autocast_dtype
     sampling = model.get_model_object("model_sampling")
     latent_format = model.get_model_object("latent_format")
     device = _param(bundle.denoiser.module).device
-    sigmas = comfy.samplers.calculate_sigmas(sampling, settings.scheduler, settings.steps).to(device)
+    sigmas = comfy.samplers.calculate_sigmas(sampling, SCHEDULER, settings.steps).to(device)
     h, w = settings.height // 8, settings.width // 8
     amp = (
         torch.autocast(device.type, dtype=autocast_dtype)
@@ -54,7 +45,7 @@ def render_samples(bundle: ModelBundle, settings: SampleSettings, autocast_dtype
     images = []
     with torch.no_grad(), amp:
         for index, prompt in enumerate(settings.prompts):
-            text = bundle.text_encoders.encode([prompt, settings.negative], device)
+            text = bundle.text_encoders.encode([prompt, settings.negative_prompt], device)
             size = torch.tensor([[settings.height, settings.width]] * 2, device=device)
             sizes = SizeConditioning(size, torch.zeros_like(size), size)
             generator = torch.Generator().manual_seed(settings.seed + index)
@@ -66,7 +57,7 @@ def render_samples(bundle: ModelBundle, settings: SampleSettings, autocast_dtype
                 out = bundle.denoiser(sampling.calculate_input(sig, x2), sampling.timestep(sig).float(), text, sizes)
                 both = sampling.calculate_denoised(sig, out.float(), x2)
                 cond, uncond = both.chunk(2)
-                return uncond + settings.cfg * (cond - uncond)
+                return uncond + settings.cfg_scale * (cond - uncond)
 
             x = sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise), max_denoise=True)
             latent = comfy.k_diffusion.sampling.sample_dpmpp_2m(denoised, x, sigmas, disable=True)
