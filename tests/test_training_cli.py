@@ -121,7 +121,9 @@ def test_resume_continues_the_log_and_the_step_count(project, capsys):
 
 def test_check_validates_without_training(project, capsys):
     assert main(["train", str(write_config(project, 4)), "--check"]) == 0
-    assert "settings valid; 4 images (4 per epoch with repeats), 0 skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dataset: 4 images (4 per epoch with repeats), 0 skipped" in out and out.rstrip().endswith("settings valid")
+    assert "estimated peak GPU memory: " in out
     assert not (project / "out").exists()
 
 

@@ -145,7 +145,7 @@ def test_comfyui_source_is_explained_headless():
 
     with pytest.raises(ValueError, match="available from the AnimeKit trainer nodes"):
         load_bundle(ModelConfig(path="x", source="comfyui"))
-    with pytest.raises(FileNotFoundError, match="is not a diffusers model folder"):
+    with pytest.raises(FileNotFoundError, match="model.path '/nonexistent' does not exist; expected an SD1.5 / SDXL single-file"):
         load_bundle(ModelConfig(path="/nonexistent"))
 
 

@@ -76,12 +76,9 @@ def run_train(args) -> int:
 
     cfg = load_config(args.config)
     if args.check:
-        from .data.dataset import scan_dataset
+        from .check import check_run
 
-        index = scan_dataset(cfg.dataset)
-        images = sum(r.repeats for r in index.records)
-        print(f"{args.config}: settings valid; {len(index.records)} images ({images} per epoch with repeats), "
-              f"{len(index.skipped)} skipped, {len(index.bucket_counts())} buckets")  # fmt: skip
+        print("\n".join(check_run(cfg, args.config)))
         return 0
 
     from transformers.utils import logging as hf_logging

@@ -42,6 +42,8 @@ def _non_negative_int(key: str, value: Any) -> None:
 def _non_negative(key: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
 
 
 def _probability(key: str, value: Any) -> None:

@@ -73,7 +73,8 @@ def check_memory(memory: RunMemory) -> None:
         return
     mm.unload_all_models()
     mm.soft_empty_cache()
-    memory.check(mm.get_free_memory(device), mm.get_torch_device_name(device))
+    found = memory.check(mm.get_free_memory(device), mm.get_torch_device_name(device))
+    log.info("AnimeKit trainer: %s", "; ".join(line.strip() for line in found.lines()))
 
 
 def _accelerator(device: torch.device):
