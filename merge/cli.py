@@ -12,7 +12,8 @@ from .checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints,
 from ..files.hashing import HASH_CACHE_HELP
 from .explain import explain
 from .naming import CLI
-from .methods import METHODS, REGISTRY, WEIGHTED_SUM, MergeMethod
+from .methods import METHODS, REGISTRY, MergeMethod
+from .recipe_cli import add_recipe_arguments, save_recipe, use_recipe
 from .plan import VAE_KEEP
 from .presets import builtin_presets, for_architecture, load_presets
 from .weights import WeightChoice
@@ -36,15 +37,15 @@ def register(sub) -> None:
         epilog=HASH_CACHE_HELP,
     )
     _accept_negative_lists(merge)
-    merge.add_argument("model_a", help="model A (.safetensors, or .ckpt loaded with weights_only)")
-    merge.add_argument("model_b", help="model B")
+    merge.add_argument("model_a", nargs="?", help="model A (.safetensors, or .ckpt loaded with weights_only)")
+    merge.add_argument("model_b", nargs="?", help="model B")
     merge.add_argument("--base", dest="model_c", help="model C: the base for " + ", ".join(n for n, s in REGISTRY.items() if s.c_role == "base" and s.needs_base) + "; the third model for " + ", ".join(n for n, s in REGISTRY.items() if s.c_role != "base"))
-    choice = merge.add_mutually_exclusive_group(required=True)
+    choice = merge.add_mutually_exclusive_group()  # one of them, or --recipe
     choice.add_argument("--preset", help="a named set of block weights; `animekit merge-presets` lists them")
     choice.add_argument("--weights", metavar="W[,W...]", help="one weight for every block, or one per block, BASE first (comma-separated)")
     choice.add_argument("--alpha", type=float, metavar="W", help="one weight for every block (the same as --weights W)")
     merge.add_argument("--presets", dest="preset_file", help="extra preset TSV (preset_name<TAB>26 comma-separated weights)")
-    merge.add_argument("--method", choices=METHODS, default=WEIGHTED_SUM, help="per-block formula (default weighted-sum): " + "; ".join(f"{n}: {s.formula}" for n, s in REGISTRY.items()))
+    merge.add_argument("--method", choices=METHODS, default=None, help="per-block formula (default weighted-sum): " + "; ".join(f"{n}: {s.formula}" for n, s in REGISTRY.items()))
     merge.add_argument("--density", type=float, default=0.5, help="ties/dare: fraction of B-C kept (default 0.5)")
     merge.add_argument("--seed", type=int, default=0, help="dare: seed of the drop mask (default 0)")
     merge.add_argument("--beta", type=float, default=0.0, help="triple-sum / sum-twice: the weight of model C (default 0)")
@@ -55,6 +56,7 @@ def register(sub) -> None:
     merge.add_argument("-o", "--output", help="output .safetensors path")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     merge.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_recipe_arguments(merge)
     merge.set_defaults(run=run_merge)
 
     presets = sub.add_parser(
@@ -97,12 +99,15 @@ def warn_preset_problems(book) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    use_recipe(args)
     if args.preset_file:
         warn_preset_problems(load_presets(args.preset_file))
     args.explain = args.explain or args.explain_keys
     if args.output is None and not args.explain:
         raise ValueError("give -o OUTPUT.safetensors (or --explain alone to plan without writing)")
     config = _config(args)
+    if args.save_recipe and args.output is None:
+        print(f"saved the recipe to {save_recipe(config, args.save_recipe)}", file=sys.stderr)
     if args.output is None:
         print(explain(plan_checkpoint_merge(config), keys=args.explain_keys, naming=CLI), end="")
         print("animekit merge: nothing written (a plan only); add -o OUTPUT.safetensors to write the merge", file=sys.stderr)
@@ -128,6 +133,8 @@ def run_merge(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    if args.save_recipe:  # after the merge: the inputs' sha256 are known (remembered) by now
+        print(f"saved the recipe to {save_recipe(config, args.save_recipe)}", file=sys.stderr)
     if args.explain:
         print(explain(result.plan, keys=args.explain_keys, naming=CLI), end="")
     print(f"wrote {result.path} ({result.bytes_written / 1e9:.2f} GB, {result.plan.arch.label}, {result.plan.weights.source})", file=sys.stderr)
