@@ -10,6 +10,7 @@ import sys
 from ..checkpoints.architecture import ALIASES, ARCHITECTURE_NAMES, architecture
 from .checkpoint_merge import OUTPUT_DTYPES, FileMergeConfig, merge_checkpoints, plan_checkpoint_merge
 from ..files.hashing import HASH_CACHE_HELP
+from ..checkpoints.detect import detect_file_architecture
 from .explain import explain
 from .naming import CLI
 from .methods import METHODS, REGISTRY, MergeMethod
@@ -123,6 +124,8 @@ def run_merge(args: argparse.Namespace) -> int:
             bars.append(tqdm(total=total, unit="B", unit_scale=True, desc="merging", file=sys.stderr))
         bars[0].update(done - bars[0].n)
 
+    if not args.explain:  # --explain prints the same note in its report
+        _print_extrapolation_note(config)
     try:
         result = merge_checkpoints(config, progress=progress)
     except OSError as exc:
@@ -179,3 +182,14 @@ def _arch_name(value: str) -> str:
         return architecture(value, what="--arch").name
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _print_extrapolation_note(config: FileMergeConfig) -> None:
+    """Say so when weights lie outside 0..1; bad inputs are left for the merge to refuse by name."""
+    try:
+        weights = config.weights.resolve(detect_file_architecture(config.model_a, label="model A"))
+    except (ValueError, OSError):
+        return
+    note = weights.extrapolation_note()
+    if note:
+        print(f"animekit merge: note: {note}", file=sys.stderr)

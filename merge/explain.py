@@ -80,8 +80,9 @@ def explain(
             advice = _advice(reason, naming)
             if advice:
                 lines.append(f"    ({advice})")
-    for note in plan.notes:
-        lines.append(f"note: {note}")
+    for note in (*plan.notes, plan.weights.extrapolation_note()):
+        if note:
+            lines.append(f"note: {note}")
     if plan.only_in_b:
         lines.append(f"only in model B, not written: {_keys(len(plan.only_in_b))}; {_examples(list(plan.only_in_b))}")
     if keys:

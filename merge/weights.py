@@ -34,6 +34,14 @@ class BlockWeights:
     def as_text(self) -> str:
         return ",".join(_fmt(v) for v in self.values)
 
+    def extrapolation_note(self) -> str | None:
+        """Weights outside 0..1 are allowed (SuperMerger allows them) but never silently: this names them."""
+        outside = [f"{block}={_fmt(v)}" for block, v in zip(self.arch.blocks, self.values) if not 0.0 <= v <= 1.0]
+        if not outside:
+            return None
+        return (f"weights outside 0..1 extrapolate (past model B above 1, away from it below 0): "
+                f"{', '.join(outside)}")
+
 
 def _fmt(value: float) -> str:
     return f"{value:.6g}"

@@ -43,3 +43,21 @@ def test_buckets_cli_defaults_stay_on_the_step_grid(capsys):
     assert sizes and all(w % 64 == 0 and h % 64 == 0 and min(w, h) >= 448 for w, h in sizes)
     assert main(["buckets", "--resolution", "1000", "--min", "500"]) == 2
     assert "min_size must be a multiple of step (64), got 500; nearest valid: 448 or 512" in capsys.readouterr().err
+
+
+def test_merge_weights_outside_0_1_are_reported_not_silent(tmp_path, capsys, monkeypatch):
+    from support.checkpoints import write_checkpoint
+
+    monkeypatch.setenv("ANIMEKIT_HASH_CACHE", str(tmp_path / "cache.json"))
+    a = write_checkpoint(tmp_path / "a.safetensors", "sd15", seed=1)
+    b = write_checkpoint(tmp_path / "b.safetensors", "sd15", seed=2)
+    weights = ["0.5"] * 26
+    weights[4], weights[20] = "1.5", "-0.25"  # IN03, OUT06
+    out = tmp_path / "m.safetensors"
+    assert main(["merge", str(a), str(b), "--weights=" + ",".join(weights), "--quiet", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "note: weights outside 0..1 extrapolate" in err and "IN03=1.5, OUT06=-0.25" in err
+    assert main(["merge", str(a), str(b), "--alpha", "0.5", "--quiet", "-o", str(tmp_path / "n.safetensors")]) == 0
+    assert "outside 0..1" not in capsys.readouterr().err
+    assert main(["merge", str(a), str(b), "--weights=" + ",".join(weights), "--explain"]) == 0
+    assert "note: weights outside 0..1 extrapolate" in capsys.readouterr().out
