@@ -9,19 +9,11 @@ from comfy_api.latest import io
 
 from ..prompting.categories import category_source
 from ..prompting.ordering import format_for_profile
-from ..prompting.profile import DEFAULT_PROFILE, PERIOD_LEVELS, RATING_LEVELS, load_profile, profile_ids
+from ..prompting.profile import DEFAULT_PROFILE, RATING_LEVELS, YEAR_CHOICES, aesthetic_choices, load_profile, profile_ids
 from ..prompting.prompt import NEGATIVE_CHOICES, QUALITY_CHOICES, SUBJECT_CHOICES, PromptRequest, build_prompt
 from ..prompting.tagtext import format_tags
 
 CATEGORY = "AnimeKit/prompt"
-YEAR_CHOICES = ("none", *PERIOD_LEVELS, *(str(year) for year in range(2025, 2004, -1)))
-
-
-def _aesthetic_choices() -> list[str]:
-    choices = ["none"]
-    for pid in profile_ids():
-        choices += [tag for tag in load_profile(pid).aesthetic_tags if tag not in choices]
-    return choices
 
 
 def profile_input(tooltip_extra: str = "") -> io.Combo.Input:
@@ -56,7 +48,7 @@ def prompt_inputs() -> list:
         io.Combo.Input("year", options=list(YEAR_CHOICES), default="none",
                        tooltip="Period (newest ... oldest) or year. Mapped to the profile's tags: `year 2020` where it has "
                        "year tags, else the period whose years contain it."),
-        io.Combo.Input("aesthetic", options=_aesthetic_choices(), default="none",
+        io.Combo.Input("aesthetic", options=aesthetic_choices(), default="none",
                        tooltip="Aesthetic tag (Animagine 3.1: very aesthetic ... very displeasing; NoobAI: very awa, "
                        "worst aesthetic). Replaces the one in the default quality tags."),
         io.Boolean.Input("sfw_guard", default=True,

@@ -11,19 +11,13 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from ..sizes.sets import size_from_label, size_label
-from ..prompting.profile import DEFAULT_PROFILE, load_profile, profile_ids
+from ..prompting.profile import DEFAULT_PROFILE, load_profile, profile_ids, size_labels
+from ..sizes.sets import size_label
 from ..sizes.resolutions import cover_crop_box, hires_size, kohya_buckets, nearest_bucket
 
 CATEGORY = "AnimeKit/resolution"
 CUSTOM_BUCKETS = "custom"
 MAX_SIDE = 16384
-
-
-def _size_labels() -> list[str]:
-    """Every profile's preset sizes, one combo: portrait first, then by width."""
-    sizes = {size for pid in profile_ids() for size in load_profile(pid).sizes}
-    return [size_label(size) for size in sorted(sizes, key=lambda s: (s[0] / s[1], s[0]))]
 
 
 DEFAULT_SIZE = size_label((832, 1216))
@@ -43,7 +37,7 @@ class AnimeKitAspectPreset(io.ComfyNode):
                 io.Combo.Input("profile", options=profile_ids(), default=DEFAULT_PROFILE,
                                tooltip="Model family; its card's size table is the valid set (SDXL nine for "
                                "Animagine/Pony, seven for NoobAI, 512x512/512x768/768x512 for SD 1.5 anime)."),
-                io.Combo.Input("size", options=_size_labels(), default=DEFAULT_SIZE,
+                io.Combo.Input("size", options=size_labels(), default=DEFAULT_SIZE,
                                tooltip="Width x height (aspect ratio). Must be one of the profile's sizes; the error "
                                "lists them if not."),
                 io.Int.Input("batch_size", default=1, min=1, max=4096,
@@ -63,11 +57,7 @@ class AnimeKitAspectPreset(io.ComfyNode):
 
     @classmethod
     def execute(cls, profile, size, batch_size, hires_scale) -> io.NodeOutput:
-        chosen = load_profile(profile)
-        width, height = size_from_label(size)
-        if (width, height) not in chosen.sizes:
-            valid = ", ".join(size_label(s) for s in chosen.sizes)
-            raise ValueError(f"size {size!r} is not one of {chosen.id}'s sizes: {valid}")
+        width, height = load_profile(profile).size(size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         hires_width, hires_height = hires_size(width, height, hires_scale)

@@ -15,7 +15,7 @@ from functools import lru_cache
 from importlib import resources
 
 from ..checkpoints.architecture import ARCHITECTURE_NAMES
-from ..sizes.sets import resolution_set
+from ..sizes.sets import resolution_set, size_from_label, size_label
 from ..sizes.resolutions import Size, kohya_buckets
 from .tagtext import split_tags
 
@@ -26,6 +26,8 @@ SLOTS = ("subject", "character", "series", "artist", "general", "source", "ratin
 RATING_LEVELS = ("general", "sensitive", "questionable", "explicit")
 PERIOD_LEVELS = ("newest", "recent", "mid", "early", "oldest")
 EARLIEST_YEAR = 1900  # a year before this is a typo, not an old drawing
+# the year list the prompt nodes offer, one for every profile (each checks a year against its own table)
+YEAR_CHOICES = ("none", *PERIOD_LEVELS, *(str(year) for year in range(2025, 2004, -1)))
 FAMILIES = ARCHITECTURE_NAMES  # a profile's "family" is the architecture name
 
 
@@ -119,6 +121,14 @@ class Profile:
     @property
     def sizes(self) -> tuple[Size, ...]:
         return resolution_set(self.resolution_set).sizes
+
+    def size(self, label: str) -> Size:
+        """The size a label (`832x1216 (13:19 portrait)` or a bare `WxH`) names; ValueError listing this
+        profile's sizes when it is not one of them."""
+        size = size_from_label(label)
+        if size not in self.sizes:
+            raise ValueError(f"size {label!r} is not one of {self.id}'s sizes: {', '.join(size_label(s) for s in self.sizes)}")
+        return size
 
     def rating_tags(self, level: str) -> tuple[str, ...]:
         """Tags for a rating level (general / sensitive / questionable / explicit); `none` -> ()."""
@@ -300,3 +310,17 @@ def load_profile(profile_id: str) -> Profile:
     if profile_id not in profiles:
         raise ValueError(f"unknown profile {profile_id!r}; valid profiles: {', '.join(profile_ids())}")
     return profiles[profile_id]
+
+
+def size_labels() -> list[str]:
+    """Every profile's sizes as labels, one list: portrait first, then by width."""
+    sizes = {size for pid in profile_ids() for size in load_profile(pid).sizes}
+    return [size_label(size) for size in sorted(sizes, key=lambda s: (s[0] / s[1], s[0]))]
+
+
+def aesthetic_choices() -> list[str]:
+    """`none` and every profile's aesthetic tags (profiles in profile_ids order, each tag once)."""
+    choices = ["none"]
+    for pid in profile_ids():
+        choices += [tag for tag in load_profile(pid).aesthetic_tags if tag not in choices]
+    return choices
