@@ -9,6 +9,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .lora_block_nodes import AnimeKitLoraBlockWeight
+from .merge_grid_node import AnimeKitMergeGrid
 from .merge_nodes import AnimeKitBlockMergeCheckpoint, AnimeKitBlockMergeClip, AnimeKitBlockMergeModel
 from .prompt_nodes import AnimeKitPromptBuilder, AnimeKitPromptEncode, AnimeKitTagFormatter
 from .resolution_nodes import AnimeKitAspectPreset, AnimeKitNearestBucket
@@ -27,6 +28,7 @@ def all_nodes() -> list[type[io.ComfyNode]]:
         AnimeKitBlockMergeClip,
         AnimeKitBlockMergeCheckpoint,
         AnimeKitLoraBlockWeight,
+        AnimeKitMergeGrid,
         AnimeKitTagImages,
         AnimeKitFormatCaptions,
         AnimeKitScoreImages,
