@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..files.atomic import atomic_output
+from ..files.atomic import atomic_output, remove_stale_partials
 
 ORIGINAL_SUFFIX = ".orig"
+_SWEPT: set[Path] = set()  # folders whose dead writers' partial files this process has removed
 
 
 def original_path(path: Path) -> Path:
@@ -15,8 +16,17 @@ def original_path(path: Path) -> Path:
     return path.with_name(path.name + ORIGINAL_SUFFIX)
 
 
+def _swept_once(folder: Path) -> None:
+    """Sweep each folder once per process, not once per caption (a sweep lists the whole folder,
+    which made rewriting 2,000 captions take 44 s instead of 25 s, and grows with the square)."""
+    if folder not in _SWEPT:
+        remove_stale_partials(folder)
+        _SWEPT.add(folder)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_output(path) as tmp:
+    _swept_once(path.parent)
+    with atomic_output(path, sweep=False) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -28,7 +38,8 @@ def replace_caption(path: Path, text: str) -> Path | None:
     if path.is_file():
         backup = original_path(path)
         if not backup.exists():
-            with atomic_output(backup) as tmp:
+            _swept_once(path.parent)
+            with atomic_output(backup, sweep=False) as tmp:
                 shutil.copyfile(path, tmp)
             kept = backup
     write_text_atomic(path, text)

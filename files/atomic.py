@@ -70,14 +70,17 @@ UMASK = _read_umask()
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, *, sweep: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success fsync it and rename it over `path`.
 
-    On any exception the temporary file is removed and `path` is left untouched.
+    On any exception the temporary file is removed and `path` is left untouched. `sweep=False`
+    skips removing dead writers' partial files from the folder, for a caller writing many small
+    files there that has swept it once itself (a sweep lists the whole folder).
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(final.parent)
+    if sweep:
+        remove_stale_partials(final.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=PARTIAL_SUFFIX, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)

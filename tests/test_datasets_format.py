@@ -126,3 +126,20 @@ def test_bad_sidecar_is_reported_not_fatal(tmp_path, animagine, source):
     assert plan.changes == [] and "'score' must be a number" in plan.failed[0][1]
     with pytest.raises(ValueError, match="fixed_through must be one of the profile's slots"):
         plan_folder(tmp_path, animagine, source, FormatConfig(fixed_through="characters"))
+
+
+def test_captions_sweep_their_folder_once(tmp_path, monkeypatch):
+    """Dead writers' partial files are removed once per folder, not listed again for every caption."""
+    from animekit.datasets import writing
+
+    stale = tmp_path / ".a.txt.pid999999999.abc.partial"
+    stale.write_text("half")
+    monkeypatch.setattr(writing, "_SWEPT", set())
+    calls = []
+    real = writing.remove_stale_partials
+    monkeypatch.setattr(writing, "remove_stale_partials", lambda folder: calls.append(folder) or real(folder))
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.txt").write_text("x")
+        writing.replace_caption(tmp_path / f"{name}.txt", "y\n")
+    assert calls == [tmp_path] and not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "a.txt.orig", "b.txt", "b.txt.orig", "c.txt", "c.txt.orig"]
