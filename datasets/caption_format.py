@@ -73,23 +73,17 @@ def format_caption(text: str, profile: Profile, source: CategorySource | None, c
     tags = caption_tags(text, cfg.separator or KEEP_TOKENS_SEPARATOR)
     added = metadata_tags(meta, profile) if meta is not None and cfg.use_metadata else {}
     if added:
-        vocabulary = ProfileVocabulary(profile)
-        tags = [t for t in tags if (vocabulary.lookup(tag_key(t)) or _NONE).category not in added]
+        vocabulary = ProfileVocabulary(profile)  # a caption's own quality / rating / year tags give way
+        tags = [tag for tag in tags if getattr(vocabulary.lookup(tag_key(tag)), "category", None) not in added]
         tags += [tag for slot in METADATA_SLOTS for tag in added.get(slot, [])]
     slots = order_tags(tags, profile, source)
     cut = profile.order.index(cfg.fixed_through) + 1
     fixed = _flat(slots, profile.order[:cut])
-    rest = [tag for tag in _flat(slots, profile.order[cut:]) if tag_key(tag) not in {tag_key(f) for f in fixed}]
+    fixed_keys = {tag_key(tag) for tag in fixed}
+    rest = [tag for tag in _flat(slots, profile.order[cut:]) if tag_key(tag) not in fixed_keys]
     if cfg.separator and fixed and rest:
         return f"{', '.join(fixed)} {cfg.separator} {', '.join(rest)}"
     return ", ".join(fixed + rest)
-
-
-class _None:
-    category = None
-
-
-_NONE = _None()
 
 
 def _flat(slots: dict[str, list[str]], names) -> list[str]:
