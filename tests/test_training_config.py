@@ -140,11 +140,9 @@ def test_changed_keys_lists_dotted_differences():
     assert a.changed_keys(a.to_dict()) == []
 
 
-def test_comfyui_source_is_explained_headless():
+def test_a_missing_model_is_named():
     from animekit.training.adapters.diffusers_models import load_bundle
 
-    with pytest.raises(ValueError, match="available from the AnimeKit trainer nodes"):
-        load_bundle(ModelConfig(path="x", source="comfyui"))
     with pytest.raises(FileNotFoundError, match="model.path '/nonexistent' does not exist; expected an SD1.5 / SDXL single-file"):
         load_bundle(ModelConfig(path="/nonexistent"))
 

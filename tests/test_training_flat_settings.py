@@ -30,8 +30,8 @@ def test_lora_inputs_land_in_their_tables():
     assert (cfg.schedule.name, cfg.schedule.max_steps, cfg.schedule.accumulation_steps) == ("constant_with_warmup", 3, 1)
     assert (cfg.precision.mixed, cfg.precision.gradient_checkpointing) == ("no", True)
     assert (cfg.cache.latents, cfg.cache.text_encoder_outputs) == ("memory", False)
-    assert (cfg.model.source, cfg.model.arch, cfg.model.prediction, cfg.model.clip_skip, cfg.model.max_token_length) == (
-        "comfyui", "sd15", "epsilon", 2, 225)  # fmt: skip
+    assert (cfg.model.path, cfg.model.arch, cfg.model.prediction, cfg.model.clip_skip, cfg.model.max_token_length) == (
+        "", "sd15", "epsilon", 2, 225)  # fmt: skip
     assert cfg.objective.noise_offset == 0.05 and cfg.objective.min_snr_gamma == 5.0  # -1: AnimeDiffusion's offset
     assert (cfg.save.output_dir, cfg.save.name, cfg.save.work_dir, cfg.save.every_n_steps) == ("/loras/chars", "alice", "/work/run", 5)
     assert cfg.sample.prompts == ("1girl", "solo, smile")

@@ -18,7 +18,6 @@ from .data.dataset import DatasetConfig
 # lists (training/options.py) all read them from these types.
 Arch = Literal["auto", "sd15", "sdxl"]
 Prediction = Literal["auto", "epsilon", "v_prediction"]
-ModelSource = Literal["diffusers", "comfyui"]
 TokenLength = Literal[75, 150, 225]
 NetworkType = Literal["lora", "full"]
 OptimizerType = Literal["adamw", "adamw8bit", "adafactor", "prodigy"]
@@ -63,7 +62,6 @@ class ModelConfig:
     """Which base model to train and how to read it."""
 
     path: str = ""  # single-file .safetensors checkpoint (A1111 / ComfyUI layout) or a diffusers-format folder
-    source: ModelSource = "diffusers"
     arch: Arch = "auto"  # auto: from the file's keys (or the folder's text_encoder_2/); a mismatch is refused
     checkpoint: str = ""  # with a diffusers folder: single-file .safetensors whose weights replace the folder's
     prediction: Prediction = "auto"  # auto: the file's v_pred marker key, or the folder's scheduler config
@@ -73,7 +71,6 @@ class ModelConfig:
     tokenizer: str = ""  # single files: folder with CLIP vocab.json + merges.txt; default: ComfyUI's comfy/sd1_tokenizer
 
     def __post_init__(self):
-        _choice("model.source", self.source, ModelSource)
         _choice("model.arch", self.arch, Arch)
         _choice("model.prediction", self.prediction, Prediction)
         if self.max_token_length not in get_args(TokenLength):

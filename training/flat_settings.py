@@ -109,7 +109,6 @@ def _build(values, lora, dataset, bundle, clip_skip, destination, work_dir, mixe
     side = dataset.buckets.resolution
     return TrainConfig(
         model=ModelConfig(
-            source="comfyui",
             arch=bundle.arch,
             prediction=bundle.prediction_type,
             clip_skip=clip_skip,

@@ -179,11 +179,6 @@ def folder_arch(folder: Path) -> str:
 def load_bundle(cfg: ModelConfig, progress: Callable[..., None] | None = None) -> ModelBundle:
     """Load SD1.5 / SDXL from a local diffusers folder (float32, CPU); see the module docstring.
     `progress(done, total, part)` is called before each part is loaded and once when all are."""
-    if cfg.source != "diffusers":
-        raise ValueError(
-            f"model.source = {cfg.source!r} loads through ComfyUI and is available from the AnimeKit trainer nodes; "
-            "headless training reads a single-file checkpoint or a diffusers folder (model.path)"
-        )
     facts = inspect_model(cfg)  # headers only: a missing or unsupported model fails here, naming model.path
     if facts.kind == "single-file":
         from .single_file import load_single_file_bundle
