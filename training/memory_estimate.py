@@ -25,12 +25,14 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import get_args
 
 from ..checkpoints.architecture import ARCHITECTURE_NAMES
+from .config import OptimizerType
 
 GIB = 1024**3
 MODEL_FILE = Path(__file__).with_name("memory_model.json")
-OPTIMIZERS = ("adamw", "adamw8bit", "adafactor", "prodigy")
+OPTIMIZERS = get_args(OptimizerType)  # the config's own list; memory_model.json has state for each
 OVERHEAD_FIXED = 0.3 * GIB  # CUDA context is separate; this is allocator slack, cuBLAS / attention workspaces
 OVERHEAD_FRACTION = 0.05  # of the allocated peak: caching-allocator fragmentation
 MEANINGFUL = 0.05 * GIB  # advice that saves less is not worth a user's change
