@@ -101,3 +101,21 @@ def test_fingerprint_changes_with_the_files_not_with_time(tmp_path):
     stat = caption.stat()
     os.utime(caption, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # saved again, same bytes
     assert folder_fingerprint(folder) != added
+
+
+def test_an_aesthetic_threshold_leaves_out_low_and_unscored_images(tmp_path):
+    from animekit.training.data.folder_dataset import above_aesthetic_score
+    from animekit.training.data.scores import write_scores
+
+    folder = tmp_path / "scored"
+    for name in ("a", "b", "c"):
+        write_image(folder / f"{name}.png", size=(256, 256), caption="1girl")
+    write_scores(folder, {"a.png": 0.9, "b.png": 0.4}, scorer="test")
+    spec = build(folder)
+    kept = above_aesthetic_score(spec, 0.5)
+    assert [r.path for r in kept.index.records] == [str(folder / "a.png")]
+    assert kept.config.min_aesthetic_score == 0.5 and spec.config.min_aesthetic_score != 0.5  # the input is unchanged
+    assert kept.preview == spec.preview + "\naesthetic score >= 0.5: training on 1 of 3 images; 2 left out (not deleted)"
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".png") == ["a.png", "b.png", "c.png"]  # nothing deleted
+    with pytest.raises(ValueError, match=r"^min_aesthetic_score: no image scores 0\.95 or more \(3 left out, e\.g\. "):
+        above_aesthetic_score(spec, 0.95)

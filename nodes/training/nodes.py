@@ -8,12 +8,10 @@ and CLIP so the same workflow samples with the result. Node ids and input names 
 
 from __future__ import annotations
 
-import dataclasses
-
 from comfy_api.latest import io, ui
 
 from ...training.data.captions import CaptionConfig
-from ...training.data.dataset import above_aesthetic_threshold
+from ...training.data.folder_dataset import above_aesthetic_score
 from . import files
 from .dataset import bucket_config, build_dataset, folder_fingerprint
 from .run import run_training
@@ -104,19 +102,6 @@ class AnimeKitDataset(io.ComfyNode):
         if min_aesthetic_score:
             spec = above_aesthetic_score(spec, min_aesthetic_score)
         return io.NodeOutput(spec, spec.preview, ui=ui.PreviewText(spec.preview))
-
-
-def above_aesthetic_score(spec, threshold: float):
-    """The scanned dataset limited to images scored at least `threshold`; the config records it."""
-    index = above_aesthetic_threshold(spec.index, threshold)
-    left_out = [(path, why) for path, why in index.skipped if why.startswith(("below aesthetic", "no aesthetic"))]
-    if not index.records:
-        raise ValueError(f"min_aesthetic_score: no image scores {threshold:g} or more ({len(left_out)} left out, e.g. "
-                         f"{left_out[0][0]}: {left_out[0][1]}); lower it or score the folder (AnimeKit Score Images)")
-    line = (f"aesthetic score >= {threshold:g}: training on {len(index.records)} of {len(spec.index.records)} images; "
-            f"{len(left_out)} left out (not deleted)")  # fmt: skip
-    config = dataclasses.replace(spec.config, min_aesthetic_score=threshold)
-    return dataclasses.replace(spec, config=config, index=index, preview=f"{spec.preview}\n{line}")
 
 
 def _train(cls, values: dict, lora: bool, title: str) -> io.NodeOutput:

@@ -8,6 +8,7 @@ bucket are skipped, and the result travels as a `DatasetSpec` with its summary t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from ...files.paths import resolve_inside
 from .captions import CaptionConfig
-from .dataset import BucketConfig, DatasetConfig, DatasetIndex, FolderSpec, scan_dataset
+from .dataset import BucketConfig, DatasetConfig, DatasetIndex, FolderSpec, above_aesthetic_threshold, scan_dataset
 from .folders import expand_folder, list_images
 from .summary import describe
 
@@ -112,6 +113,20 @@ def build_dataset(
         index = scan_dataset(config)
     index = drop_too_small(index, buckets)
     return DatasetSpec(config, index, folder, describe(index, config, folder))
+
+
+def above_aesthetic_score(spec: DatasetSpec, threshold: float) -> DatasetSpec:
+    """The scanned dataset limited to images scored at least `threshold` (nothing is deleted); the
+    config records the threshold and the summary says how many were left out."""
+    index = above_aesthetic_threshold(spec.index, threshold)
+    left_out = [(path, why) for path, why in index.skipped if why.startswith(("below aesthetic", "no aesthetic"))]
+    if not index.records:
+        raise ValueError(f"min_aesthetic_score: no image scores {threshold:g} or more ({len(left_out)} left out, e.g. "
+                         f"{left_out[0][0]}: {left_out[0][1]}); lower it or score the folder (AnimeKit Score Images)")
+    line = (f"aesthetic score >= {threshold:g}: training on {len(index.records)} of {len(spec.index.records)} images; "
+            f"{len(left_out)} left out (not deleted)")  # fmt: skip
+    config = dataclasses.replace(spec.config, min_aesthetic_score=threshold)
+    return dataclasses.replace(spec, config=config, index=index, preview=f"{spec.preview}\n{line}")
 
 
 def folder_fingerprint(folder: Path) -> str:
