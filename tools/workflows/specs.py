@@ -279,6 +279,73 @@ On SDXL the same preset lands on the same resolution levels (20 weights).
     b.primitive([(merge_model, "preset"), (merge_clip, "preset"), (file_merge, "preset")], column=1, title="Preset", band=0)
 
 
+def merge_compare_grid(b: WorkflowBuilder) -> None:
+    b.note(
+        """
+# Compare merges on a grid before saving
+
+SuperMerger's XY plot in the graph: *Merge Compare Grid* merges **A** and **B** lazily for every cell
+(no weights are copied), samples each cell with ComfyUI's own sampler on the **same seed**, and writes
+the axis values on the grid. One merged model is alive at a time.
+
+- **X axis**: presets (`HIGHRES_REPLACE; LOWRES_REPLACE; GRAD_V; GRAD_A`). Other kinds: weight lists,
+  a uniform `alpha`, methods, TIES / DARE densities, the `beta` of the three-model sums.
+- **Y axis**: methods (`weighted-sum; slerp`); set *y_type* to `none` for one row.
+- Weights are the **fraction of B** (0 = A, 1 = B). The text encoder is A's in every cell.
+
+When a cell looks right, put its preset and method into *Block Merge Checkpoint Files* to save it.
+""",
+        column=0,
+        title="About this workflow",
+    )
+    loader_a = b.add("CheckpointLoaderSimple", {"ckpt_name": SD15_MERGE_A}, column=1, title="Load Checkpoint A")
+    loader_b = b.add("CheckpointLoaderSimple", {"ckpt_name": SD15_MERGE_B}, column=1, title="Load Checkpoint B")
+    prompt = b.add("AnimeKitPromptBuilder", {
+        "profile": SD15, "subject": "1girl", "solo": True,
+        "tags": "smile, looking at viewer, upper body, white background",
+        "quality": "default", "sfw_guard": True, "negative_preset": "default",
+    }, column=2, width=400)
+    skip = b.add("CLIPSetLastLayer", clip_skip(SD15), column=2, title=f"Clip skip {sampling(SD15).clip_skip}")
+    b.link(loader_a, "CLIP", skip, "clip")
+    positive = b.add("CLIPTextEncode", {"text": ""}, column=3, title="Positive", colors=("#232", "#353"))
+    negative = b.add("CLIPTextEncode", {"text": ""}, column=3, title="Negative", colors=("#322", "#533"))
+    for encode, output in ((positive, "positive"), (negative, "negative")):
+        b.link(prompt, output, encode, "text")
+        b.link(skip, "CLIP", encode, "clip")
+    size = b.add("AnimeKitAspectPreset", {"profile": SD15, "size": "512x768 (2:3 portrait)", "batch_size": 1}, column=3)
+    sampler = {k: v for k, v in ksampler(SD15).items() if k != "denoise"}
+    grid = b.add("AnimeKitMergeGrid", {
+        **sampler, "preset": "HIGHRES_REPLACE", "weights": "", "method": "weighted-sum", "density": 0.5,
+        "x_type": "preset", "x_values": "HIGHRES_REPLACE; LOWRES_REPLACE; GRAD_V; GRAD_A",
+        "y_type": "method", "y_values": "weighted-sum; slerp",
+    }, column=4, width=380)
+    b.link(loader_a, "MODEL", grid, "model_a")
+    b.link(loader_b, "MODEL", grid, "model_b")
+    b.link(positive, 0, grid, "positive")
+    b.link(negative, 0, grid, "negative")
+    b.link(size, "LATENT", grid, "latent_image")
+    b.link(loader_a, "VAE", grid, "vae")
+    save = b.add("SaveImage", {"filename_prefix": f"{OUTPUT_PREFIX}/merge-grid"}, column=5, width=520)
+    b.link(grid, 0, save, "images")  # outputs: grid, cells, labels
+    labels = b.add("PreviewAny", column=5, title="Cell labels")
+    b.link(grid, 2, labels, "source")
+    seed = b.add("PrimitiveInt", {"value": 1234}, column=3, title="Seed (every cell and A)", controls={"value": "fixed"})
+    b.link(seed, "INT", grid, "seed")
+
+    b.next_band()
+    reference = b.add("KSampler", ksampler(SD15), column=4, title="Sample A alone (reference)")
+    b.link(loader_a, "MODEL", reference, "model")
+    b.link(positive, 0, reference, "positive")
+    b.link(negative, 0, reference, "negative")
+    b.link(size, "LATENT", reference, "latent_image")
+    b.link(seed, "INT", reference, "seed")
+    decode = b.add("VAEDecode", column=5, width=220, title="Decode A")
+    b.link(reference, "LATENT", decode, "samples")
+    b.link(loader_a, "VAE", decode, "vae")
+    preview = b.add("PreviewImage", column=5, title="A alone")
+    b.link(decode, "IMAGE", preview, "images")
+
+
 def lora_training(b: WorkflowBuilder) -> None:
     b.note(
         f"""
@@ -540,6 +607,13 @@ WORKFLOWS: tuple[WorkflowSpec, ...] = (
         "Two checkpoints merged block by block with the AnimeDiffusion card's high-res replace preset, "
         "A, B and the merge sampled side by side on one seed, and the merge saved as an fp16 checkpoint.",
         block_weighted_merge,
+    ),
+    WorkflowSpec(
+        "merge-compare-grid",
+        "Compare merges on a grid (presets x methods)",
+        "Two checkpoints merged lazily per cell with four presets and two methods, each cell sampled on one seed, "
+        "the labelled grid saved: SuperMerger's XY plot before saving a merge.",
+        merge_compare_grid,
     ),
     WorkflowSpec(
         "lora-training",
