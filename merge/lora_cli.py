@@ -30,6 +30,8 @@ def register(sub) -> None:
     extract.add_argument("--min-diff", type=float, default=0.01, help="leave the text encoder out unless a weight differs by more (default 0.01)")
     extract.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="saved dtype (default fp16)")
     extract.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    extract.add_argument("--svd", choices=["lowrank", "full"], default="lowrank",
+                         help="lowrank: randomized top singular vectors (fast, default); full: exact SVD as kohya")
     extract.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(run=run_extract)
@@ -57,7 +59,7 @@ def run_extract(args: argparse.Namespace) -> int:
     config = ExtractConfig(
         tuned=Path(args.tuned), base=Path(args.base), output=Path(args.output), rank=args.rank, conv_rank=args.conv_rank,
         energy=args.energy, clamp_quantile=args.clamp_quantile, min_diff=args.min_diff, dtype=args.dtype,
-        device=args.device, overwrite=args.overwrite,
+        device=args.device, svd=args.svd, overwrite=args.overwrite,
     )
     bars = []
 

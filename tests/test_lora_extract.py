@@ -35,7 +35,7 @@ def independent(tuned, base, rank: int, quantile: float = 0.99):
 def test_layers_names_and_values(tmp_path, pair, arch):
     tuned, base = pair[arch]
     out = tmp_path / "lora.safetensors"
-    result = extract_lora(ExtractConfig(tuned, base, out, rank=3, conv_rank=2, dtype="fp32"))
+    result = extract_lora(ExtractConfig(tuned, base, out, rank=3, conv_rank=2, dtype="fp32", svd="full"))
     lora, t, b = load_file(out), load_file(tuned), load_file(base)
     names = {k.split(".", 1)[0] for k in lora}
     if arch == "sd15":
@@ -91,3 +91,16 @@ def test_cli_prints_block_errors_and_refuses_bad_input(tmp_path, pair, capsys):
     assert "rank must be a positive integer" in capsys.readouterr().err
     assert main(["extract-lora", str(tuned), str(base), "-o", str(tuned)]) == 2
     assert "inputs are never overwritten" in capsys.readouterr().err
+
+
+def test_randomized_svd_is_near_the_exact_one():
+    from animekit.merge.lora_extract import low_rank
+
+    g = torch.Generator().manual_seed(0)
+    d = torch.randn(320, 6, generator=g) @ torch.randn(6, 1280, generator=g) + 0.01 * torch.randn(320, 1280, generator=g)
+    up_f, down_f, rank_f, err_f = low_rank(d, 4, None, 1.0, "full")
+    up_l, down_l, rank_l, err_l = low_rank(d, 4, None, 1.0, "lowrank")
+    assert rank_f == rank_l == 4 and err_l == pytest.approx(err_f, rel=1e-3)
+    assert float((up_f @ down_f - up_l @ down_l).norm() / (up_f @ down_f).norm()) < 1e-2
+    # energy: the exact total (Frobenius norm) picks the same rank either way
+    assert low_rank(d, 8, 0.5, 1.0, "full")[2] == low_rank(d, 8, 0.5, 1.0, "lowrank")[2] < 6
