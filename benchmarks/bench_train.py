@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                      # GPU: SDXL at 1024x1024, LoRA and full fine-tune
     python benchmarks/bench_train.py --kohya ~/sd-scripts # ... side by side with kohya on the same machine
     python benchmarks/bench_train.py --smoke              # CPU: tiny models, proves the script works
+    python benchmarks/bench_train.py --checkpoint animagine-xl-3.1.safetensors   # a real single file, offline
 
 Both trainers get the same work: random weights of the real SDXL UNet / text encoders / VAE
 (training/configs/sdxl.json), a folder of 1024x1024 images, latents and text-encoder outputs cached
@@ -12,7 +13,9 @@ LoRA: rank 16 / alpha 8 on the UNet, AdamW. Full fine-tune: UNet only, Adafactor
 
 Speed is images per second between the end of step `--warmup` and the last step, timed from the
 outside the same way for both. Peak VRAM is the GPU's memory in use (nvidia-smi) above what it
-used before the run, for both; AnimeKit also reports torch's own peaks during training.
+used before the run, for both; AnimeKit also reports torch's own allocated and reserved peaks during
+training beside its memory plan (training/memory_estimate.py), and model FLOP utilisation from the
+analytic SDXL FLOPs (6.8 TFLOP per 1024x1024 forward) against --peak-tflops.
 Random weights of the real shapes cost exactly what trained ones do.
 
 Needs the package installed (`pip install -e .[train]` in the repository) and, for the kohya
@@ -34,6 +37,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789!,.()_-:'"
+# analytic FLOPs per 1024x1024 image, gradient checkpointing on: forward 6.8 TFLOP, recomputed once,
+# backward 1x forward for a LoRA (input gradients only) or 2x for a full fine-tune (weights too)
+SDXL_TRAIN_TFLOP_PER_IMAGE = {"lora": 3 * 6.8, "full": 4 * 6.8}
 KOHYA_TOKENIZERS = ("openai/clip-vit-large-patch14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k")
 
 # A tiny SDXL-shaped model for --smoke (same classes and conditioning as the real one).
@@ -174,10 +180,16 @@ def run_ours(args) -> dict:
     full = args.mode == "full"
     mixed = "no" if args.smoke else args.precision
     frozen_dtype = torch.float32 if args.smoke else {"bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
-    unet, texts, vae = build_models(args.smoke, device, frozen_dtype if not full else torch.float32)
-    vae.to(torch.float32)
-    tokenizer = write_tokenizer(work / "tokenizer")
-    bundle = make_bundle("sdxl", unet, texts, [tokenizer, tokenizer], vae, vae_identity="bench-vae")
+    if args.checkpoint:  # a real single-file checkpoint, loaded as `animekit train` loads it (offline)
+        from animekit.training.adapters.diffusers_models import load_bundle
+        from animekit.training.config import ModelConfig
+
+        bundle = load_bundle(ModelConfig(path=args.checkpoint))
+    else:
+        unet, texts, vae = build_models(args.smoke, device, frozen_dtype if not full else torch.float32)
+        vae.to(torch.float32)
+        tokenizer = write_tokenizer(work / "tokenizer")
+        bundle = make_bundle("sdxl", unet, texts, [tokenizer, tokenizer], vae, vae_identity="bench-vae")
     steps = args.warmup + args.steps
     table = {
         "seed": 0,
@@ -209,6 +221,9 @@ def run_ours(args) -> dict:
     def on_step(step, loss, rates):  # the loop has just read the loss: the step is finished on the GPU
         marks[step] = time.perf_counter()
 
+    from animekit.training.memory_planning import plan_run_memory
+
+    plan = plan_run_memory(cfg, bundle).estimate()
     trainer = Trainer(cfg, bundle, scan_dataset(cfg.dataset), Hooks(on_step=on_step, progress=on_progress))
     result = trainer.run()
     report = {
@@ -217,7 +232,12 @@ def run_ours(args) -> dict:
         "steps": result.steps,
         "images_per_s": images_per_second(marks, args.batch, args.warmup, steps),
         "last_loss": result.last_loss,
+        "plan_allocated_gib": round(plan.allocated / 2**30, 2),
+        "plan_total_gib": round(plan.total / 2**30, 2),
     }
+    if report["images_per_s"] and not args.smoke:
+        flops = SDXL_TRAIN_TFLOP_PER_IMAGE[args.mode] * 1e12
+        report["mfu"] = round(report["images_per_s"] * flops / (args.peak_tflops * 1e12), 3)
     if device.type == "cuda":
         report["torch_peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         report["torch_peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
@@ -318,6 +338,7 @@ def worker_command(args, mode: str) -> list[str]:
     command = [sys.executable, __file__, "--worker", "--mode", mode, "--workdir", args.workdir, "--batch", str(args.batch),
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--precision", args.precision,
                "--optimizer", args.optimizer, "--rank", str(args.rank)]  # fmt: skip
+    command += ["--peak-tflops", str(args.peak_tflops)] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
     return command + (["--smoke"] if args.smoke else [])
 
 
@@ -345,6 +366,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kohya-python", default=sys.executable, help="Python with kohya's requirements")
     parser.add_argument("--workdir", help="where assets and outputs go (default: a temporary folder, removed after)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--checkpoint", help="train from this SDXL single-file .safetensors instead of random weights")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 TFLOP/s, for MFU (H100/H200: 989)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
@@ -388,12 +411,16 @@ def main(argv=None) -> int:
 
 def format_table(results: dict) -> str:
     lines = [f"{results['device']}, {results['resolution']}x{results['resolution']}, batch {results['batch']}, {results['precision']}",
-             f"{'trainer':<18}{'mode':<6}{'images/s':>10}{'GPU peak GiB':>14}{'torch peak GiB':>16}"]  # fmt: skip
+             f"{'trainer':<18}{'mode':<6}{'images/s':>10}{'MFU':>7}{'GPU peak GiB':>14}{'allocated':>11}{'reserved':>10}{'plan':>7}"]  # fmt: skip
     for run in results["runs"]:
         speed = f"{run['images_per_s']:.2f}" if run.get("images_per_s") else "-"
         gpu = f"{run['gpu_peak_gib']:.2f}" if run.get("gpu_peak_gib") is not None else "-"
         torch_peak = f"{run['torch_peak_allocated_gib']:.2f}" if "torch_peak_allocated_gib" in run else "-"
-        lines.append(f"{run['trainer']:<18}{run['mode']:<6}{speed:>10}{gpu:>14}{torch_peak:>16}")
+        reserved = f"{run['torch_peak_reserved_gib']:.2f}" if "torch_peak_reserved_gib" in run else "-"
+        plan = f"{run['plan_allocated_gib']:.2f}" if "plan_allocated_gib" in run else "-"
+        mfu = f"{run['mfu'] * 100:.0f}%" if run.get("mfu") else "-"
+        lines.append(f"{run['trainer']:<18}{run['mode']:<6}{speed:>10}{mfu:>7}{gpu:>14}{torch_peak:>11}{reserved:>10}{plan:>7}")
+    lines.append("plan: the memory plan's allocated peak (training/memory_estimate.py) for the AnimeKit run")
     if "kohya" in results:
         lines.append(f"kohya: {results['kohya']}")
     return "\n".join(lines)

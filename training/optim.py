@@ -38,6 +38,8 @@ def build_optimizer(cfg: OptimizerConfig, parts: dict[str, Iterable[nn.Parameter
     extra = dict(cfg.args)
     if cfg.type == "adamw":
         factory, kwargs = torch.optim.AdamW, dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        if device.type == "cuda" and "foreach" not in extra:
+            kwargs["fused"] = True  # one kernel per step and no foreach temporaries (the memory plan assumes none)
     elif cfg.type == "adamw8bit":
         if device.type != "cuda":
             raise ValueError("optimizer.type = 'adamw8bit' needs a CUDA GPU (bitsandbytes); use 'adamw' or 'adafactor' here")
