@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,15 +42,34 @@ runpy.run_path(script, run_name="__main__")
 '''
 
 
-def run_measured(name: str, argv: list[str], *, cwd=None, env=None) -> tuple[float, float]:
+def run_measured(name: str, argv: list[str], *, cwd=None, env=None, timeout: float | None = None):
+    """(wall s, peak RSS MB, finished, output) of one process; stopped (finished False) after `timeout` s."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    finished = True
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if timeout is not None and time.perf_counter() - start > timeout:
+            proc.kill()
+            _, status, usage = os.wait4(proc.pid, 0)
+            finished = False
+            break
+        time.sleep(0.5)
     wall = time.perf_counter() - start
-    output = proc.stdout.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    if finished and os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{name} failed:\n{output[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, finished, output
+
+
+def progress_of(output: str) -> tuple[int, int] | None:
+    """The last tqdm "done/total" kohya printed (its SVD loop), to extrapolate a run that was stopped."""
+    found = re.findall(r"(\d+)/(\d+) \[", output)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
 def compare(ours: Path, theirs: Path) -> str:
@@ -75,6 +95,9 @@ def main() -> int:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--workdir", help="where the test checkpoints go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the checkpoints and LoRAs")
+    parser.add_argument("--svd", choices=["lowrank", "full"], default="lowrank", help="animekit's SVD (default lowrank)")
+    parser.add_argument("--kohya-timeout", type=float, default=None,
+                        help="stop kohya after this many seconds and extrapolate its time from its progress")
     args = parser.parse_args()
     kohya = Path(args.kohya).resolve()
     script = kohya / "networks" / "extract_lora_from_models.py"
@@ -95,18 +118,29 @@ def main() -> int:
         for out in (ours, theirs):
             out.unlink(missing_ok=True)
         env = dict(os.environ)  # `python -m animekit` needs the package installed (pip install -e .)
-        a_wall, a_rss = run_measured("animekit", [sys.executable, "-m", "animekit", "extract-lora", str(tuned), str(base),
-                                                  "--rank", str(args.rank), "--device", "cpu", "--quiet", "-o", str(ours)], env=env)
+        a_wall, a_rss, _, _ = run_measured("animekit", [
+            sys.executable, "-m", "animekit", "extract-lora", str(tuned), str(base), "--rank", str(args.rank),
+            "--svd", args.svd, "--device", "cpu", "--quiet", "-o", str(ours)], env=env)
         k_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(kohya), str(kohya / "networks")]))
-        k_wall, k_rss = run_measured("kohya", [sys.executable, str(work / "run_kohya.py"), str(script), "--model_org", str(base),
-                                               "--model_tuned", str(tuned), "--save_to", str(theirs), "--dim", str(args.rank),
-                                               "--save_precision", "fp16", "--device", "cpu"], cwd=kohya, env=k_env)
-        print(f"SD1.5 full-size, rank {args.rank}, CPU ({os.cpu_count()} cores)")
+        k_wall, k_rss, k_done, k_out = run_measured("kohya", [
+            sys.executable, str(work / "run_kohya.py"), str(script), "--model_org", str(base), "--model_tuned", str(tuned),
+            "--save_to", str(theirs), "--dim", str(args.rank), "--save_precision", "fp16", "--device", "cpu"],
+            cwd=kohya, env=k_env, timeout=args.kohya_timeout)
+        print(f"SD1.5 full-size, rank {args.rank}, CPU ({os.cpu_count()} cores), animekit --svd {args.svd}")
         print(f"{'tool':<10} {'wall s':>8} {'peak RSS MB':>12}")
         print(f"{'animekit':<10} {a_wall:>8.1f} {a_rss:>12.0f}")
-        print(f"{'kohya':<10} {k_wall:>8.1f} {k_rss:>12.0f}")
-        print(f"ratios animekit/kohya: wall {a_wall / k_wall:.2f}x, peak RSS {a_rss / k_rss:.2f}x")
-        print(compare(ours, theirs))
+        if k_done:
+            print(f"{'kohya':<10} {k_wall:>8.1f} {k_rss:>12.0f}")
+            print(f"ratios animekit/kohya: wall {a_wall / k_wall:.3f}x, peak RSS {a_rss / k_rss:.3f}x")
+            print(compare(ours, theirs))
+        else:
+            done = progress_of(k_out)
+            where = f"{done[0]}/{done[1]} layers" if done else "before its SVD loop"
+            print(f"{'kohya':<10} {'>' + format(k_wall, '.0f'):>8} {k_rss:>12.0f}  (stopped at {where})")
+            if done and done[0]:
+                estimate = k_wall * done[1] / done[0]
+                print(f"kohya extrapolated from its progress: ~{estimate:.0f} s; ratios animekit/kohya: wall <= "
+                      f"{a_wall / k_wall:.3f}x (~{a_wall / estimate:.3f}x), peak RSS {a_rss / k_rss:.3f}x (so far)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
