@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .lora_bake_node import AnimeKitBakeLora
 from .lora_block_nodes import AnimeKitLoraBlockWeight
 from .merge_grid_node import AnimeKitMergeGrid
 from .merge_nodes import AnimeKitBlockMergeCheckpoint, AnimeKitBlockMergeClip, AnimeKitBlockMergeModel
@@ -29,6 +30,7 @@ def all_nodes() -> list[type[io.ComfyNode]]:
         AnimeKitBlockMergeCheckpoint,
         AnimeKitLoraBlockWeight,
         AnimeKitMergeGrid,
+        AnimeKitBakeLora,
         AnimeKitTagImages,
         AnimeKitFormatCaptions,
         AnimeKitScoreImages,
