@@ -15,8 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-from animekit.checkpoints.architecture import SD15
-from animekit.training.adapters import diffusers_models
 from animekit.training.adapters.diffusers_models import load_bundle
 from animekit.training.config_toml import config_from_dict
 from animekit.training.run import train
@@ -105,10 +103,7 @@ def assets(tmp_path_factory):
     vae_config = root / "model" / "vae" / "config.json"  # latents of unit-ish spread, as SD's scaling factor gives
     vae_config.write_text(vae_config.read_text(encoding="utf-8").replace('"scaling_factor": 0.5', '"scaling_factor": 5.0'))
     make_concepts(root / "data")
-    with pytest.MonkeyPatch.context() as patch:
-        # the tiny UNet is no real SD1.5 layout, which the checkpoint detector rightly refuses
-        patch.setattr(diffusers_models, "detect_architecture", lambda keys, name: SD15)
-        yield root
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..model_facts import inspect_model
-from ...checkpoints.detect import detect_architecture
+from ...checkpoints.detect import identify
 from ...checkpoints.keys import TEXT_ENCODER_PREFIXES
 from ...files.hashing import legacy_model_hash
 from ..ldm_checkpoint import (
@@ -270,7 +270,10 @@ def _load_single_file(path: str, arch: str, folder: Path, text_parts, step: _Par
         raise ValueError(f"model.checkpoint must be a .safetensors file (pickled checkpoints are not loaded), got {file.name!r}")
     step("checkpoint file")
     checkpoint = load_file(str(file))
-    found = detect_architecture(checkpoint.keys(), name=f"model.checkpoint {file.name!r}").name
+    # the folder defines the architecture; a file that is recognisably the other one is refused here, anything
+    # else (a non-standard size) by the strict load below, which names the weights it lacks
+    ident = identify({k: tuple(v.shape) for k, v in checkpoint.items()})
+    found = ident.arch.name if ident.arch is not None else arch
     if found != arch:
         raise ValueError(f"model.checkpoint {file.name!r} is an {found} checkpoint but model.path holds an {arch} model")
 
