@@ -29,13 +29,34 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RUNNER = '''"""Run a script with transformers / diffusers imported first, then stand-ins for torchvision and cv2."""
+RUNNER = '''"""Run a script with transformers / diffusers imported first, then stand-ins for image / training-only packages.
+
+transformers 5 dropped CLIPTextModel's `text_model.` level; sd-scripts (written for 4.x) loads state dicts
+with it, so its keys are read without it (the weights are the same)."""
 import runpy, sys, types
 import diffusers  # noqa: F401
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: F401
-for name in ("torchvision", "torchvision.transforms", "cv2"):
-    sys.modules.setdefault(name, types.ModuleType(name))
+if "text_model.embeddings.token_embedding.weight" not in CLIPTextModel(CLIPTextConfig(
+        hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1)).state_dict():
+    _load = CLIPTextModel.load_state_dict
+    def _strip(self, state_dict, *args, **kwargs):
+        state_dict = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in state_dict.items()}
+        return _load(self, state_dict, *args, **kwargs)
+    CLIPTextModel.load_state_dict = _strip
+for name in ("torchvision", "torchvision.transforms", "cv2", "toml", "imagesize", "voluptuous"):
+    sys.modules.setdefault(name, types.ModuleType(name))  # imported by sd-scripts' image / training helpers only
 sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+class _Inert:  # stands for anything built at import time from the stand-ins (transforms.Compose([...]), ...)
+    def __init__(self, *args, **kwargs): pass
+    def __call__(self, *args, **kwargs): return _Inert()
+def _inert_attribute(attr):
+    if attr.startswith("__"):
+        raise AttributeError(attr)
+    return _Inert
+sys.modules["torchvision.transforms"].__getattr__ = _inert_attribute
+import transformers
+if not hasattr(transformers, "CLIPFeatureExtractor"):  # removed in transformers 5; only imported by a pipeline module
+    transformers.CLIPFeatureExtractor = transformers.CLIPImageProcessor
 script = sys.argv[1]
 sys.argv = sys.argv[1:]
 runpy.run_path(script, run_name="__main__")
@@ -76,7 +97,8 @@ def compare(ours: Path, theirs: Path) -> str:
     import torch
     from safetensors.torch import load_file
 
-    a, b = load_file(ours), load_file(theirs)
+    a = load_file(ours)
+    b = {k.replace("lora_te_encoder_", "lora_te_text_model_encoder_"): v for k, v in load_file(theirs).items()}  # transformers 5 names
     names_a = {k.split(".", 1)[0] for k in a}
     names_b = {k.split(".", 1)[0] for k in b}
     diffs = []
