@@ -309,9 +309,30 @@ class LogConfig:
         _positive_int("logging.every_n_steps", self.every_n_steps)
 
 
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Held-out images scored with fixed timesteps and noise every N steps (see validation.py)."""
+
+    split: float = 0.0  # share of the images held out of training; 0 = no validation
+    every_n_steps: int = 0
+    timesteps: tuple[int, ...] = (100, 300, 500, 700, 900)
+    seed: int = 0  # which images are held out, and their noise
+
+    def __post_init__(self):
+        if isinstance(self.split, bool) or not isinstance(self.split, (int, float)) or not 0.0 <= self.split <= 0.5:
+            raise ValueError(f"validation.split must be a number in [0, 0.5], got {self.split!r}")
+        _non_negative_int("validation.every_n_steps", self.every_n_steps)
+        _non_negative_int("validation.seed", self.seed)
+        if bool(self.split) != bool(self.every_n_steps):
+            raise ValueError("validation.split and validation.every_n_steps go together: set both (or neither)")
+        if not self.timesteps or not all(isinstance(t, int) and 0 <= t < 1000 for t in self.timesteps):
+            raise ValueError(f"validation.timesteps must be integers in [0, 1000), got {list(self.timesteps)!r}")
+
+
 # Keys that may change between a run and its resume; any other change breaks exact resume.
 RESUMABLE_CHANGES = (
     "schedule.max_steps", "schedule.epochs", "save.", "sample.", "logging.", "cache.vae_batch_size", "cache.latents_dir",
+    "validation.every_n_steps",
 )  # fmt: skip
 
 
@@ -329,6 +350,7 @@ class TrainConfig:
     ema: EmaConfig = EmaConfig()
     sample: SampleConfig = SampleConfig()
     logging: LogConfig = LogConfig()
+    validation: ValidationConfig = ValidationConfig()
     seed: int = 42
 
     def __post_init__(self):

@@ -49,6 +49,7 @@ from .protocols import ModelBundle, SizeConditioning
 from .run_log import RunLog
 from .text_outputs import TextOutputCache
 from .train_step import TrainStep
+from .validation import ValidationSet, split_index
 
 
 class Trainer:
@@ -102,6 +103,13 @@ class Trainer:
         self.model: PreparedModel = prepare_model(cfg, bundle, self.device)
         self.params = self.model.all_params()
 
+        self.index, held_out = split_index(self.index, cfg.validation)
+        self.validation = None
+        if held_out:  # before the caches move the VAE and frozen text encoders off the accelerator
+            self.validation = ValidationSet(
+                held_out, cfg.validation, bundle, self.objective, self.device, self._encode_latents,
+                encode_text=not cfg.network.train_text_encoder,
+            )  # fmt: skip
         self.source = BatchSource(
             self.index, cfg.dataset, encode_latents=self._encode_latents, latent_cache=self._latent_cache(),
             rank=self.rank, world_size=self.world, prefetch=2,
@@ -250,6 +258,16 @@ class Trainer:
             self.ema.step()
         return grad_norm
 
+    def _validation_loss(self) -> float:
+        network = self.model.network
+        if network is not None:
+            network.eval()  # no LoRA dropout while scoring
+        try:
+            return self.validation.loss(self.step_module, self._autocast)
+        finally:
+            if network is not None:
+                network.train()
+
     # -------------------------------------------------------------------------------- saving
     def _metadata(self, step: int, epoch: int, title: str) -> dict[str, str]:
         lora = self.model.network is not None
@@ -391,6 +409,8 @@ class Trainer:
             if self._log is not None and (step % cfg.logging.every_n_steps == 0 or step == self.max_steps):
                 elapsed = time.perf_counter() - started
                 self._log.write(step, epoch, last_loss, rates, grad_norm, images_done * self.world / elapsed if elapsed else None)
+            if self.validation is not None and step % cfg.validation.every_n_steps == 0 and self._log is not None:
+                self._log.write_validation(step, self._validation_loss())
             if self.hooks.on_step is not None and self.acc.is_main_process:
                 self.hooks.on_step(step, last_loss, rates)
             self._progress("train", step, self.max_steps, epoch, last_loss)

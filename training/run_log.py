@@ -64,6 +64,19 @@ class RunLog:
             if grad_norm is not None:
                 self._tb.add_scalar("grad_norm", grad_norm, step)
 
+    def write_validation(self, step: int, loss: float) -> None:
+        """validation.csv (step, val_loss) beside log.csv; TensorBoard's val_loss beside loss."""
+        path = self.path.with_name("validation.csv")
+        rows = []
+        if path.is_file():  # a resume: keep the rows up to this step
+            rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8")))][1:]
+            rows = [r for r in rows if r and r[0].isdigit() and int(r[0]) < step]
+        with atomic_output(path) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerows([["step", "val_loss"], *rows, [step, f"{loss:.6g}"]])
+        if self._tb is not None:
+            self._tb.add_scalar("val_loss", loss, step)
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
