@@ -219,6 +219,7 @@ class PrecisionConfig:
     gradient_checkpointing: bool = False
     vae_dtype: VaeDtype = "float32"  # SDXL's VAE gives NaN in float16
     allow_tf32: bool = True  # CUDA matmuls in TF32 where the GPU has it
+    fused_backward: bool = False  # full fine-tune: update each weight as its gradient is ready, then free it (kohya --fused_backward_pass)
 
     def __post_init__(self):
         _choice("precision.mixed", self.mixed, MixedPrecision)
@@ -365,6 +366,15 @@ class TrainConfig:
                 "cache.latents with dataset.random_crop would freeze one crop per image; "
                 "turn off random_crop or set cache.latents = 'none'"
             )
+        if self.precision.fused_backward:
+            if self.network.type != "full":
+                raise ValueError("precision.fused_backward applies to full fine-tunes (network.type = 'full'): a LoRA's gradients are small")
+            if self.schedule.accumulation_steps != 1:
+                raise ValueError("precision.fused_backward updates during the backward pass: set schedule.accumulation_steps = 1")
+            if self.precision.mixed == "fp16":
+                raise ValueError("precision.fused_backward cannot unscale fp16 gradients first: use precision.mixed = 'bf16'")
+            if self.optimizer.type == "prodigy":
+                raise ValueError("precision.fused_backward steps one weight at a time, which Prodigy's global estimate does not allow")
         if self.precision.full_bf16 and self.ema.enabled:
             raise ValueError("ema needs float32 weights to average; turn off precision.full_bf16 or ema.enabled")
 

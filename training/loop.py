@@ -131,6 +131,10 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optimizer, self.model.params, self.device)
         self.scheduler = build_schedule(cfg.schedule, self.optimizer, self.max_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision.mixed == "fp16" else None
+        if cfg.precision.fused_backward:
+            if self.world > 1:
+                raise ValueError("precision.fused_backward works on one GPU (DDP reduces gradients after the backward pass)")
+            self._install_fused_backward()
         self.ema = Ema(cfg.ema, self.params) if cfg.ema.enabled else None
 
         # per-process randomness for noise and timesteps; torch's global RNG feeds LoRA dropout
@@ -234,6 +238,8 @@ class Trainer:
         with self._autocast():
             prediction = self.wrapped(noisy, timesteps, batch.captions, text, sizes)
         loss = self.objective.loss(prediction, target, timesteps)
+        if self.cfg.precision.fused_backward and not math.isfinite(float(loss.detach())):
+            return loss.detach()  # the backward pass would apply the update: _one_step stops on this loss first
         scaled = loss / self.cfg.schedule.accumulation_steps
         if self.scaler is not None:
             self.scaler.scale(scaled).backward()
@@ -241,8 +247,34 @@ class Trainer:
             scaled.backward()
         return loss.detach()
 
+    def _install_fused_backward(self) -> None:
+        """Each trained weight is clipped (per weight, as kohya does) and stepped as soon as its gradient
+        is complete, and the gradient is freed at once: the step never holds every gradient."""
+        groups = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
+        max_norm = self.cfg.optimizer.max_grad_norm
+
+        def step_one(param: torch.nn.Parameter) -> None:
+            if max_norm:
+                torch.nn.utils.clip_grad_norm_([param], max_norm)
+            group = groups[id(param)]
+            params = group["params"]
+            group["params"] = [param]
+            try:
+                self.optimizer.step()
+            finally:
+                group["params"] = params
+            param.grad = None
+
+        for param in self.params:
+            param.register_post_accumulate_grad_hook(step_one)
+
     def _optimizer_step(self) -> float | None:
         grad_norm = None
+        if self.cfg.precision.fused_backward:  # every weight was updated during the backward pass
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.step()
+            return None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.cfg.optimizer.max_grad_norm:

@@ -56,6 +56,7 @@ class MemoryPlan:
     optimizer: str = "adamw"
     mixed: str = "bf16"  # "no" | "fp16" | "bf16"
     full_bf16: bool = False
+    fused_backward: bool = False  # gradients applied and freed as they appear: none are held together
     batch_size: int = 1
     width: int = 1024
     height: int = 1024
@@ -136,7 +137,7 @@ def estimate(plan: MemoryPlan) -> MemoryEstimate:
             frozen += count * weight_size
     if not plan.full:
         trained_weights = plan.trained_params * train_size  # the LoRA network beside the frozen model
-    grads = plan.trained_params * train_size
+    grads = 0 if plan.fused_backward else plan.trained_params * train_size
     state = plan.trained_params * optimizer_state_per_param(plan)
     images = plan.batch_size * plan.width * plan.height / 1e6
     saved = model["activations_per_megapixel"][_activation_key(plan)] * images
@@ -173,6 +174,8 @@ def advice(plan: MemoryPlan, available: int, lora_params: int | None = None) -> 
         options.append(("mixed_precision = bf16 (or fp16)", dataclasses.replace(plan, mixed="bf16")))
     elif plan.full and not plan.full_bf16 and plan.mixed == "bf16":
         options.append(("full_bf16 = on (bf16 trained weights)", dataclasses.replace(plan, full_bf16=True)))
+    if plan.full and not plan.fused_backward and plan.optimizer != "prodigy":
+        options.append(("fused_backward = on (no gradients held)", dataclasses.replace(plan, fused_backward=True)))
     if plan.optimizer in ("adamw", "prodigy"):
         options.append(("optimizer = adamw8bit (CUDA)", dataclasses.replace(plan, optimizer="adamw8bit")))
         if plan.full:

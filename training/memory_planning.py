@@ -82,7 +82,7 @@ def plan_run_memory(cfg: TrainConfig, bundle: ModelBundle) -> RunMemory:
         full=full, train_text_encoder=net.train_text_encoder, optimizer=cfg.optimizer.type, mixed=cfg.precision.mixed,
         full_bf16=cfg.precision.full_bf16, batch_size=cfg.dataset.batch_size, width=side, height=side,
         gradient_checkpointing=cfg.precision.gradient_checkpointing, text_cached=cfg.cache.text_encoder_outputs,
-        trained_parts=parts, latents_cached=cfg.cache.latents != "none",
+        trained_parts=parts, latents_cached=cfg.cache.latents != "none", fused_backward=cfg.precision.fused_backward,
     )  # fmt: skip
     return RunMemory(plan, lora_params)
 
