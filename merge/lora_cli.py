@@ -9,6 +9,7 @@ from pathlib import Path
 from .checkpoint_merge import OUTPUT_DTYPES
 from .lora_bake import BakeConfig, bake_loras, parse_lora_argument
 from .lora_extract import DTYPES, ExtractConfig, extract_lora
+from ..files.progress import PhaseBars
 
 
 def register(sub) -> None:
@@ -61,22 +62,11 @@ def run_extract(args: argparse.Namespace) -> int:
         energy=args.energy, clamp_quantile=args.clamp_quantile, min_diff=args.min_diff, dtype=args.dtype,
         device=args.device, svd=args.svd, overwrite=args.overwrite,
     )
-    bars = []
-
-    def progress(done: int, total: int) -> None:
-        if args.quiet:
-            return
-        if not bars:
-            from tqdm import tqdm
-
-            bars.append(tqdm(total=total, unit="layer", desc="extracting", file=sys.stderr))
-        bars[0].update(done - bars[0].n)
-
+    bars = PhaseBars({"extracting": "layer"}, enabled=not args.quiet)
     try:
-        result = extract_lora(config, progress=progress)
+        result = extract_lora(config, progress=lambda done, total: bars.show("extracting", done, total))
     finally:
-        for bar in bars:
-            bar.close()
+        bars.close()
     print(result.report(), end="")
     print(f"wrote {result.path}", file=sys.stderr)
     return 0
@@ -87,21 +77,10 @@ def run_bake(args: argparse.Namespace) -> int:
         checkpoint=Path(args.checkpoint), loras=tuple(parse_lora_argument(t) for t in args.loras), output=Path(args.output),
         lbw=args.lbw, dtype=args.dtype, overwrite=args.overwrite,
     )
-    bars = []
-
-    def progress(done: int, total: int) -> None:
-        if args.quiet:
-            return
-        if not bars:
-            from tqdm import tqdm
-
-            bars.append(tqdm(total=total, unit="tensor", desc="baking", file=sys.stderr))
-        bars[0].update(done - bars[0].n)
-
+    bars = PhaseBars({"baking": "tensor"}, enabled=not args.quiet)
     try:
-        result = bake_loras(config, progress=progress)
+        result = bake_loras(config, progress=lambda done, total: bars.show("baking", done, total))
     finally:
-        for bar in bars:
-            bar.close()
+        bars.close()
     print(result.report(), end="")
     return 0
