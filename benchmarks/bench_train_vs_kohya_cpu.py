@@ -19,7 +19,9 @@ Seconds per step: every tool shows a tqdm bar per optimizer step; this script ti
 as it arrives and takes (time at step warmup+steps - time at step warmup) / steps, so loading, caching
 and saving are outside the figure, for all tools alike. Peak RSS: the summed resident memory of the
 process tree, polled every 50 ms with psutil; "train" is the peak from the first step on, "run" the peak
-of the whole run (loading included). The machine's 1-minute load average is recorded beside each run:
+of the whole run (loading included). RSS counts the pages of a memory-mapped checkpoint the page cache
+happens to hold, so it varies from run to run; "anon" (RSS minus file-backed pages, Linux) is the memory
+the process itself allocated, the steadier figure. The machine's 1-minute load average is recorded beside each run:
 the CPUs may be shared, so read the ratios of runs that alternated, not single figures.
 
 kohya runs from its own virtual environment (`--kohya-python`: torch, then its requirements.txt; it needs
@@ -297,7 +299,7 @@ class TreeRSS:
         import psutil
 
         self.root, self.interval = psutil.Process(pid), interval
-        self.peak_run = self.peak_train = 0
+        self.peak_run = self.peak_train = self.peak_anon = 0
         self.training = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -307,16 +309,19 @@ class TreeRSS:
         import psutil
 
         while not self._stop.is_set():
-            total = 0
+            total = anon = 0
             try:
                 for process in [self.root, *self.root.children(recursive=True)]:
                     try:
-                        total += process.memory_info().rss
+                        info = process.memory_info()
                     except psutil.Error:
-                        pass
+                        continue
+                    total += info.rss
+                    anon += info.rss - getattr(info, "shared", 0)
             except psutil.Error:
                 break
             self.peak_run = max(self.peak_run, total)
+            self.peak_anon = max(self.peak_anon, anon)
             if self.training:
                 self.peak_train = max(self.peak_train, total)
             time.sleep(self.interval)
@@ -367,6 +372,7 @@ def measure(tool: str, command: list[str], args, cwd: Path | None = None, log: P
         "steps_seen": sorted(marks),
         "peak_rss_train_gib": round(rss.peak_train / 2**30, 2),
         "peak_rss_run_gib": round(rss.peak_run / 2**30, 2),
+        "peak_anon_run_gib": round(rss.peak_anon / 2**30, 2),
         "wall_s": round(wall, 1),
         "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
@@ -375,37 +381,39 @@ def measure(tool: str, command: list[str], args, cwd: Path | None = None, log: P
 # ------------------------------------------------------------------------------------------ report
 
 
+FIGURES = ("s_per_step", "peak_rss_train_gib", "peak_rss_run_gib", "peak_anon_run_gib")
+
+
 def summarise(runs: list[dict]) -> dict:
     """Median per tool over the rounds, and AnimeKit / other ratios (< 1: AnimeKit faster / smaller)."""
     tools: dict[str, dict] = {}
     for tool in TOOLS:
         mine = [r for r in runs if r["tool"] == tool and r["s_per_step"] is not None]
         if mine:
-            tools[tool] = {key: statistics.median(r[key] for r in mine)
-                           for key in ("s_per_step", "peak_rss_train_gib", "peak_rss_run_gib")}  # fmt: skip
+            tools[tool] = {key: statistics.median(r[key] for r in mine) for key in FIGURES if all(key in r for r in mine)}
     ratios = {}
     if "animekit" in tools:
         for other in ("kohya", "comfyui"):
             if other in tools:
-                ratios[f"animekit/{other}"] = {k: round(tools["animekit"][k] / tools[other][k], 3) for k in tools[other]}
+                common = [k for k in FIGURES if k in tools["animekit"] and k in tools[other]]
+                ratios[f"animekit/{other}"] = {k: round(tools["animekit"][k] / tools[other][k], 3) for k in common}
     return {"median": tools, "ratios": ratios}
 
 
 def format_report(runs: list[dict], summary: dict) -> str:
-    lines = [f"{'round':<6}{'tool':<10}{'s/step':>9}{'RSS train':>11}{'RSS run':>9}{'wall s':>8}  load (start, end)"]
+    lines = [f"{'round':<6}{'tool':<10}{'s/step':>9}{'RSS train':>11}{'RSS run':>9}{'anon run':>10}{'wall s':>8}  load (start, end)"]
     for run in runs:
         if "error" in run:
             lines.append(f"{run['round']:<6}{run['tool']:<10}failed: {run['error'].splitlines()[-1][:200]}")
             continue
         speed = f"{run['s_per_step']:.2f}" if run["s_per_step"] is not None else "-"
+        anon = f"{run['peak_anon_run_gib']:.2f}G" if "peak_anon_run_gib" in run else "-"
         lines.append(f"{run['round']:<6}{run['tool']:<10}{speed:>9}{run['peak_rss_train_gib']:>10.2f}G"
-                     f"{run['peak_rss_run_gib']:>8.2f}G{run['wall_s']:>8.0f}  {run['load_1min']}")  # fmt: skip
+                     f"{run['peak_rss_run_gib']:>8.2f}G{anon:>10}{run['wall_s']:>8.0f}  {run['load_1min']}")  # fmt: skip
     for tool, m in summary["median"].items():
-        lines.append(f"median {tool:<10} {m['s_per_step']:.2f} s/step, RSS train {m['peak_rss_train_gib']:.2f} GiB, "
-                     f"run {m['peak_rss_run_gib']:.2f} GiB")  # fmt: skip
+        lines.append(f"median {tool:<10} " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
     for name, r in summary["ratios"].items():
-        lines.append(f"{name}: s/step {r['s_per_step']:.3f}, RSS train {r['peak_rss_train_gib']:.3f}, "
-                     f"RSS run {r['peak_rss_run_gib']:.3f}  (< 1: AnimeKit faster / smaller)")  # fmt: skip
+        lines.append(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items()) + "  (< 1: AnimeKit faster / smaller)")
     return "\n".join(lines)
 
 
